@@ -1,0 +1,182 @@
+"""The ``dsrpipe`` command line: one subcommand per pipeline stage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dsrpipe import DsrpipeError, __version__
+
+log = logging.getLogger("dsrpipe")
+
+
+def setup_logging(logfile: str | None = None, verbose: bool = False) -> None:
+    """Log to stderr (and to ``logfile`` when given) with timestamps."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if logfile:
+        Path(logfile).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(logfile, mode="w"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    logging.getLogger("numba").setLevel(logging.WARNING)
+
+
+def load_series(path: str | Path, dt: float | None = None):
+    """A dsrpipe Parquet series, or any plain table used as it is (no standardisation)."""
+    from dsrpipe.io.timeseries import TimeSeries, read_table, read_timeseries
+
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        try:
+            ts = read_timeseries(path)
+            if dt is not None:
+                ts.dt = dt
+            return ts
+        except DsrpipeError as exc:
+            if "no dsrpipe metadata" not in str(exc):
+                raise
+    data, channels = read_table(path)
+    return TimeSeries(data=data, channels=channels, dt=dt, subject=path.stem,
+                      meta={"provenance": {"source": str(path)}})
+
+
+def cmd_demo(args) -> None:
+    from dsrpipe.config import DemoConfig, load_section
+    from dsrpipe.demo import simulate_demo_subject
+
+    cfg = load_section(DemoConfig, "demo", args.config, args.set)
+    out = Path(args.out_dir)
+    ids = args.subject or [s.id for s in cfg.subjects]
+    for sid in ids:
+        simulate_demo_subject(cfg, sid, out / f"sub-{sid}_timeseries.parquet", out / f"sub-{sid}_truth.json")
+
+
+def cmd_prepare(args) -> None:
+    from dsrpipe.config import PrepareConfig, load_section
+    from dsrpipe.preprocessing import prepare_file
+
+    cfg = load_section(PrepareConfig, "prepare", args.config, args.set)
+    prepare_file(args.input, args.train_out, args.test_out, subject=args.subject, cfg=cfg)
+
+
+def cmd_train(args) -> None:
+    from dsrpipe.config import TrainConfig, load_section, to_dict
+    from dsrpipe.training import save_run, train
+    from dsrpipe.training.progress import Progress
+
+    cfg = load_section(TrainConfig, "train", args.config, args.set)
+    ts = load_series(args.data)
+    label = f"sub-{ts.subject} {cfg.model} seed {cfg.seed}"
+    result = train(ts.data, cfg, callbacks=[Progress(cfg.epochs, cfg.log_every, label=label)])
+    info = {
+        "train": to_dict(cfg),
+        "backend": result.backend,
+        "train_time_s": result.train_time_s,
+        "final_loss": float(result.history["loss"].iloc[-1]),
+        "data": {"path": str(args.data), "subject": ts.subject, "channels": ts.channels, "dt": ts.dt,
+                 "n_samples": ts.n_samples, "standardisation": ts.meta.get("standardisation")},
+    }
+    save_run(args.out, result.model, result.history, info)
+    log.info("trained %s in %.1f s (%s path); final loss %.4g -> %s", label, result.train_time_s,
+             result.backend, info["final_loss"], args.out)
+
+
+def cmd_evaluate(args) -> None:
+    from dsrpipe.config import EvaluateConfig, load_section
+    from dsrpipe.evaluation import evaluate_run
+    from dsrpipe.paths import FIXED_POINTS_FILE, GENERATED_FILE
+
+    cfg = load_section(EvaluateConfig, "evaluate", args.config, args.set)
+    test = load_series(args.test, dt=args.dt)
+    truth = None
+    if args.truth:
+        try:
+            truth = json.loads(Path(args.truth).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DsrpipeError(f"{args.truth}: cannot read ground truth ({exc})") from exc
+    out = Path(args.out)
+    metrics = evaluate_run(args.run_dir, test, cfg, out,
+                           generated_out=args.generated or out.parent / GENERATED_FILE,
+                           fixed_points_out=args.fixed_points or out.parent / FIXED_POINTS_FILE,
+                           dt=args.dt, truth=truth)
+    print(json.dumps({k: metrics[k] for k in ("d_stsp", "d_h", f"pe_{cfg.pe_steps}", "max_lyapunov",
+                                              "kaplan_yorke_dimension")}, indent=2))
+
+
+def cmd_report(args) -> None:
+    from dsrpipe.reporting.stage import run_group
+
+    run_group(args.metrics, args.test, table_out=args.table, summary_out=args.summary, report_out=args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dsrpipe", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"dsrpipe {__version__}")
+    parser.add_argument("--log", help="also write the log to this file")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p):
+        p.add_argument("--config", help="YAML config (a full dsrpipe config or just this stage's section)")
+        p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys")
+        return p
+
+    p = with_config(sub.add_parser("demo", help="simulate the built-in Lorenz-63 demo subjects"))
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--subject", nargs="+", help="subject ids (default: all in demo.subjects)")
+    p.set_defaults(func=cmd_demo)
+
+    p = with_config(sub.add_parser("prepare", help="check, split and standardise a T x N table"))
+    p.add_argument("input")
+    p.add_argument("--subject", required=True)
+    p.add_argument("--train-out", required=True)
+    p.add_argument("--test-out", required=True)
+    p.set_defaults(func=cmd_prepare)
+
+    p = with_config(sub.add_parser("train", help="train a model on a (prepared) time series"))
+    p.add_argument("data")
+    p.add_argument("--out", required=True, help="run directory")
+    p.set_defaults(func=cmd_train)
+
+    p = with_config(sub.add_parser("evaluate", help="metrics and invariants of a trained model"))
+    p.add_argument("run_dir")
+    p.add_argument("--test", required=True, help="held-out test series")
+    p.add_argument("--out", required=True, help="metrics.json to write")
+    p.add_argument("--dt", type=float, help="sampling interval (exponents per time unit)")
+    p.add_argument("--truth", help="ground-truth JSON (the demo writes one per subject)")
+    p.add_argument("--generated", help="where to write the generated orbit (default beside --out)")
+    p.add_argument("--fixed-points", help="where to write the fixed-point table (default beside --out)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="group table, summary and HTML report")
+    p.add_argument("--metrics", nargs="+", required=True)
+    p.add_argument("--test", nargs="+", required=True, help="test series, in the order of --metrics")
+    p.add_argument("--table", required=True)
+    p.add_argument("--summary", required=True)
+    p.add_argument("--out", required=True, help="report.html")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log, args.verbose)
+    start = time.perf_counter()
+    try:
+        args.func(args)
+    except DsrpipeError as exc:
+        log.error("%s", exc)
+        return 2
+    log.debug("%s finished in %.1f s", args.command, time.perf_counter() - start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

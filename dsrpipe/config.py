@@ -1,0 +1,189 @@
+"""Typed, per-stage configuration.
+
+Each stage reads only its own section of ``config/config.yaml``. The defaults
+live here, once; ``workflow/schemas/config.schema.yaml`` documents the same
+keys and a test checks that schema, YAML and these dataclasses agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+import yaml
+
+from dsrpipe import DsrpipeError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """How a raw table becomes standardised train and test segments."""
+
+    test_fraction: float = 0.2
+    standardise: bool = True
+    min_samples: int = 200
+    dt: float | None = None
+
+    def __post_init__(self) -> None:
+        _check(0 < self.test_fraction < 1, "prepare.test_fraction must be in (0, 1)")
+        _check(self.min_samples >= 10, "prepare.min_samples must be >= 10")
+        _check(self.dt is None or self.dt > 0, "prepare.dt must be positive")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Model and generalized-teacher-forcing training settings."""
+
+    model: str = "shPLRNN"
+    latent_dim: int | None = None
+    hidden_dim: int = 50
+    alpha: float = 0.125
+    epochs: int = 500
+    batches_per_epoch: int = 50
+    batch_size: int = 16
+    seq_len: int = 75
+    lr: float = 1e-3
+    lr_end: float = 1e-5
+    grad_clip_norm: float | None = 10.0
+    teacher_noise: float = 0.0
+    seed: int = 0
+    threads: int = 1
+    backend: str = "auto"
+    log_every: int = 25
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.alpha <= 1, "train.alpha must be in [0, 1]")
+        for key in ("hidden_dim", "epochs", "batches_per_epoch", "batch_size", "seq_len", "threads", "log_every"):
+            _check(getattr(self, key) >= 1, f"train.{key} must be >= 1")
+        _check(self.latent_dim is None or self.latent_dim >= 1, "train.latent_dim must be >= 1")
+        _check(self.lr > 0 and self.lr_end > 0, "train.lr and train.lr_end must be positive")
+        _check(self.teacher_noise >= 0, "train.teacher_noise must be >= 0")
+        _check(self.backend in ("auto", "numba", "torch"), "train.backend must be auto, numba or torch")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Validation metrics and invariants of a trained model."""
+
+    d_stsp_method: str = "binning"
+    n_bins: int = 30
+    gmm_scaling: float = 1.0
+    psd_sigma: float = 20.0
+    pe_steps: int = 20
+    lyapunov_steps: int = 100_000
+    lyapunov_transient: int = 1_000
+    fixed_point_method: str = "scyfi"
+    fixed_point_inits: int = 300
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.d_stsp_method in ("binning", "gmm"), "evaluate.d_stsp_method must be 'binning' or 'gmm'")
+        _check(self.n_bins >= 2, "evaluate.n_bins must be >= 2")
+        _check(self.gmm_scaling > 0, "evaluate.gmm_scaling must be positive")
+        _check(self.pe_steps >= 1, "evaluate.pe_steps must be >= 1")
+        _check(self.lyapunov_steps >= 100, "evaluate.lyapunov_steps must be >= 100")
+        _check(self.fixed_point_method in ("scyfi", "exhaustive"),
+               "evaluate.fixed_point_method must be 'scyfi' or 'exhaustive'")
+
+
+@dataclass(frozen=True)
+class DemoSubject:
+    id: str
+    rho: float
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The built-in demo: Lorenz-63 orbits with subject-specific rho."""
+
+    subjects: tuple[DemoSubject, ...] = (
+        DemoSubject("01", 28.0),
+        DemoSubject("02", 35.0),
+        DemoSubject("03", 45.0),
+        DemoSubject("04", 160.0),
+    )
+    n_samples: int = 25_000
+    dt: float = 0.01
+    noise: float = 0.05
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        _check(len(self.subjects) >= 1, "demo.subjects must not be empty")
+        _check(self.n_samples >= 500, "demo.n_samples must be >= 500")
+        _check(self.dt > 0, "demo.dt must be positive")
+        _check(self.noise >= 0, "demo.noise must be >= 0")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise DsrpipeError(message)
+
+
+def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, section: str) -> T:
+    """Build the dataclass ``cls`` from ``mapping``, rejecting unknown keys."""
+    mapping = dict(mapping or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(mapping) - names)
+    if unknown:
+        raise DsrpipeError(
+            f"unknown key(s) in config section '{section}': {', '.join(unknown)}; "
+            f"valid keys are: {', '.join(sorted(names))}"
+        )
+    if cls is DemoConfig and "subjects" in mapping:
+        mapping["subjects"] = tuple(
+            DemoSubject(id=str(s["id"]), rho=float(s["rho"])) for s in mapping["subjects"]
+        )
+    try:
+        return cls(**mapping)
+    except TypeError as exc:
+        raise DsrpipeError(f"config section '{section}': {exc}") from exc
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass."""
+    return dataclasses.asdict(cfg)
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value with YAML rules (numbers, booleans, null, lists)."""
+    return yaml.safe_load(text)
+
+
+def load_section(
+    cls: type[T],
+    section: str,
+    config_file: str | os.PathLike | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> T:
+    """Read one stage's config from a YAML file plus ``key=value`` overrides.
+
+    The file may be a full dsrpipe config (the section is taken from it) or
+    hold just the section's keys. Overrides accept ``key=value`` or
+    ``section.key=value``.
+    """
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise DsrpipeError(f"{path}: config file not found") from None
+        except yaml.YAMLError as exc:
+            raise DsrpipeError(f"{path}: invalid YAML ({exc})") from exc
+        if not isinstance(loaded, dict):
+            raise DsrpipeError(f"{path}: expected a mapping at the top level")
+        values = dict(loaded.get(section, loaded) if section in loaded else loaded)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise DsrpipeError(f"--set expects key=value, got {item!r}")
+        key = key.strip()
+        if key.startswith(section + "."):
+            key = key[len(section) + 1:]
+        values[key] = parse_value(raw)
+    return from_mapping(cls, values, section)

@@ -1,0 +1,40 @@
+"""Output names, built in one place from BIDS-like entities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RESULTS = Path("results")
+
+
+def subject_dir(subject: str, root: str | Path = RESULTS) -> Path:
+    return Path(root) / f"sub-{subject}"
+
+
+def prepared(subject: str, split: str, root: str | Path = RESULTS) -> Path:
+    """``results/sub-<id>/data/sub-<id>_split-<train|test>.parquet``."""
+    return subject_dir(subject, root) / "data" / f"sub-{subject}_split-{split}.parquet"
+
+
+def run_dir(subject: str, model: str, seed: int | str, root: str | Path = RESULTS) -> Path:
+    """``results/sub-<id>/model-<name>_seed-<n>``."""
+    return subject_dir(subject, root) / f"model-{model}_seed-{seed}"
+
+
+def run_file(subject: str, model: str, seed: int | str, name: str, root: str | Path = RESULTS) -> Path:
+    return run_dir(subject, model, seed, root) / name
+
+
+def group_file(name: str, root: str | Path = RESULTS) -> Path:
+    """``results/group/<name>``."""
+    return Path(root) / "group" / name
+
+
+# File names inside a run directory, shared by training, evaluation and reports.
+MODEL_FILE = "model.pt"
+CONFIG_FILE = "config.json"
+TRAIN_LOG_FILE = "training_log.parquet"
+METRICS_FILE = "metrics.json"
+GENERATED_FILE = "generated.parquet"
+LYAPUNOV_FILE = "lyapunov.parquet"
+FIXED_POINTS_FILE = "fixed_points.parquet"

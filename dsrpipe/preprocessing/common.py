@@ -1,0 +1,150 @@
+"""Checks, standardisation and the train/test split shared by every modality."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from dsrpipe import DsrpipeError
+from dsrpipe.config import PrepareConfig, to_dict
+from dsrpipe.io.timeseries import TimeSeries, read_table, write_timeseries
+
+log = logging.getLogger(__name__)
+
+
+def check_data(data: np.ndarray, channels: list[str], *, source: str, min_samples: int) -> None:
+    """Raise :class:`DsrpipeError` naming ``source`` if ``data`` is unusable.
+
+    Checks: 2-D shape, at least ``min_samples`` rows, finite values, no
+    constant channel.
+    """
+    if data.ndim != 2 or data.shape[1] == 0:
+        raise DsrpipeError(f"{source}: expected a T x N table with N >= 1, got shape {data.shape}")
+    if data.shape[0] < min_samples:
+        raise DsrpipeError(
+            f"{source}: too few samples ({data.shape[0]}); at least {min_samples} are needed"
+        )
+    bad = ~np.isfinite(data)
+    if bad.any():
+        cols = [channels[j] for j in np.flatnonzero(bad.any(axis=0))]
+        raise DsrpipeError(
+            f"{source}: {int(bad.sum())} NaN/inf value(s) in channel(s) {', '.join(cols)}"
+        )
+    std = data.std(axis=0)
+    const = [channels[j] for j in np.flatnonzero(std <= 1e-12 * (1 + np.abs(data).max(axis=0)))]
+    if const:
+        raise DsrpipeError(f"{source}: constant channel(s) {', '.join(const)}")
+
+
+def standardise(data: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None):
+    """Z-score columns; returns (standardised data, mean, std)."""
+    mean = data.mean(axis=0) if mean is None else mean
+    std = data.std(axis=0) if std is None else std
+    return (data - mean) / std, mean, std
+
+
+def split_train_test(data: np.ndarray, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Split in time: the first part trains, the last ``test_fraction`` tests (no overlap)."""
+    n_test = int(round(data.shape[0] * test_fraction))
+    n_train = data.shape[0] - n_test
+    return data[:n_train], data[n_train:]
+
+
+def prepare(
+    data: np.ndarray,
+    channels: list[str],
+    *,
+    subject: str,
+    cfg: PrepareConfig,
+    source: str = "<array>",
+    dt: float | None = None,
+    modality: str = "timeseries",
+    provenance: dict | None = None,
+) -> tuple[TimeSeries, TimeSeries]:
+    """Check, split and standardise one recording.
+
+    The mean and standard deviation come from the training segment only and
+    are applied to both segments; they are stored in the metadata so results
+    can be mapped back to raw units.
+
+    Returns
+    -------
+    train, test : TimeSeries
+    """
+    check_data(data, channels, source=source, min_samples=cfg.min_samples)
+    train, test = split_train_test(data, cfg.test_fraction)
+    if cfg.standardise:
+        train, mean, std = standardise(train)
+        test, _, _ = standardise(test, mean, std)
+    else:
+        mean, std = np.zeros(data.shape[1]), np.ones(data.shape[1])
+    dt = dt if dt is not None else cfg.dt
+    meta = {
+        "standardisation": {"mean": mean.tolist(), "std": std.tolist()},
+        "prepare": to_dict(cfg),
+        "provenance": provenance or {"source": source},
+    }
+    out = []
+    for split, segment, offset in (("train", train, 0), ("test", test, len(train))):
+        out.append(
+            TimeSeries(
+                data=segment,
+                channels=list(channels),
+                dt=dt,
+                subject=subject,
+                modality=modality,
+                meta={**meta, "split": split, "first_sample": offset},
+            )
+        )
+    log.info("%s: %d samples x %d channels -> train %d, test %d", source, data.shape[0],
+             data.shape[1], len(train), len(test))
+    return out[0], out[1]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def prepare_file(
+    path: str | os.PathLike,
+    train_out: str | os.PathLike,
+    test_out: str | os.PathLike,
+    *,
+    subject: str,
+    cfg: PrepareConfig,
+) -> tuple[TimeSeries, TimeSeries]:
+    """Read a table (npy/csv/tsv/parquet), prepare it, write both segments as Parquet.
+
+    A dsrpipe Parquet input keeps its sampling interval and modality unless
+    ``cfg.dt`` is set. Nothing is written when a check fails.
+    """
+    path = Path(path)
+    dt, modality = cfg.dt, "timeseries"
+    if path.suffix.lower() == ".parquet":
+        try:
+            from dsrpipe.io.timeseries import read_timeseries
+
+            ts = read_timeseries(path)
+            data, channels = ts.data, ts.channels
+            dt = cfg.dt if cfg.dt is not None else ts.dt
+            modality = ts.modality
+        except DsrpipeError as exc:
+            if "no dsrpipe metadata" not in str(exc):
+                raise
+            data, channels = read_table(path)
+    else:
+        data, channels = read_table(path)
+    provenance = {"source": str(path), "sha256": _sha256(path)}
+    train, test = prepare(data, channels, subject=subject, cfg=cfg, source=str(path), dt=dt,
+                          modality=modality, provenance=provenance)
+    write_timeseries(train, train_out)
+    write_timeseries(test, test_out)
+    return train, test

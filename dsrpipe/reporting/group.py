@@ -1,0 +1,204 @@
+"""Group-level tables: one row per training run, and the median +- MAD summary.
+
+``collect_metrics`` flattens the ``metrics.json`` written by the evaluation
+stage for every (subject, model, seed) into a table; ``summarise`` reduces a
+table to the group statistics the lab reports (median +- MAD over runs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dsrpipe import DsrpipeError
+
+logger = logging.getLogger(__name__)
+
+ID_COLUMNS = ("subject", "model", "seed")
+SCALAR_METRICS = ("dt", "d_stsp", "d_h", "pe_20", "max_lyapunov", "kaplan_yorke_dimension",
+                  "n_params", "train_time_s")
+REQUIRED_KEYS = ID_COLUMNS + SCALAR_METRICS + ("lyapunov_spectrum", "fixed_points")
+DEFAULT_SUMMARY_METRICS = ("d_stsp", "d_h", "pe_20", "max_lyapunov", "kaplan_yorke_dimension",
+                           "n_fixed_points", "max_lyapunov_error", "fixed_point_error_mean")
+
+
+def _number(value: Any, key: str, path: Path) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DsrpipeError(f"{path}: {key!r} must be a number or null, got {value!r}")
+    return float(value)
+
+
+def _numbers(values: Any, key: str, path: Path) -> list[float]:
+    if not isinstance(values, list):
+        raise DsrpipeError(f"{path}: {key!r} must be a list of numbers, got {values!r}")
+    return [_number(v, key, path) for v in values]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise DsrpipeError(f"{path}: metrics file not found") from None
+    except (OSError, ValueError) as exc:
+        raise DsrpipeError(f"{path}: cannot read metrics JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise DsrpipeError(f"{path}: metrics JSON must be an object, got {type(data).__name__}")
+    return data
+
+
+def _row(data: dict, path: Path) -> dict[str, Any]:
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise DsrpipeError(f"{path}: metrics file lacks keys {missing}")
+    row: dict[str, Any] = {"subject": str(data["subject"]), "model": str(data["model"])}
+    try:
+        row["seed"] = int(data["seed"])
+    except (TypeError, ValueError):
+        raise DsrpipeError(f"{path}: 'seed' must be an integer, got {data['seed']!r}") from None
+    row.update({k: _number(data[k], k, path) for k in SCALAR_METRICS})
+    fps = data["fixed_points"]
+    if not isinstance(fps, list) or not all(isinstance(fp, dict) and "stable" in fp for fp in fps):
+        raise DsrpipeError(f"{path}: 'fixed_points' must be a list of objects with a 'stable' key")
+    row["n_fixed_points"] = len(fps)
+    row["n_stable_fixed_points"] = sum(bool(fp["stable"]) for fp in fps)
+    for i, v in enumerate(_numbers(data["lyapunov_spectrum"], "lyapunov_spectrum", path), 1):
+        row[f"lyap_{i}"] = v
+    truth = data.get("truth")
+    if truth is not None:
+        if not isinstance(truth, dict):
+            raise DsrpipeError(f"{path}: 'truth' must be an object")
+        for k in ("max_lyapunov", "kaplan_yorke_dimension"):
+            row[f"true_{k}"] = _number(truth.get(k), f"truth.{k}", path)
+        spectrum = _numbers(truth.get("lyapunov_spectrum", []), "truth.lyapunov_spectrum", path)
+        for i, v in enumerate(spectrum, 1):
+            row[f"true_lyap_{i}"] = v
+    comp = data.get("truth_comparison")
+    if comp is not None:
+        if not isinstance(comp, dict):
+            raise DsrpipeError(f"{path}: 'truth_comparison' must be an object")
+        row["max_lyapunov_error"] = _number(comp.get("max_lyapunov_error"),
+                                            "truth_comparison.max_lyapunov_error", path)
+        errs = np.array(_numbers(comp.get("fixed_point_errors", []),
+                                 "truth_comparison.fixed_point_errors", path))
+        finite = errs[np.isfinite(errs)]
+        row["fixed_point_error_mean"] = float(finite.mean()) if finite.size else math.nan
+        row["n_fixed_points_missed"] = int(errs.size - finite.size)
+        for k in ("n_fixed_points_true", "n_fixed_points_found"):
+            row[k] = _number(comp.get(k), f"truth_comparison.{k}", path)
+    return row
+
+
+def _column_order(columns: Sequence[str]) -> list[str]:
+    def numbered(prefix: str) -> list[str]:
+        cols = [c for c in columns if c.startswith(prefix) and c[len(prefix):].isdigit()]
+        return sorted(cols, key=lambda c: int(c[len(prefix):]))
+
+    head = list(ID_COLUMNS) + list(SCALAR_METRICS) + ["n_fixed_points", "n_stable_fixed_points"]
+    truth = ["true_max_lyapunov", "true_kaplan_yorke_dimension"]
+    comp = ["max_lyapunov_error", "fixed_point_error_mean", "n_fixed_points_missed",
+            "n_fixed_points_true", "n_fixed_points_found"]
+    order = (head + numbered("lyap_") + [c for c in truth if c in columns]
+             + numbered("true_lyap_") + [c for c in comp if c in columns])
+    return order + [c for c in columns if c not in order]
+
+
+def collect_metrics(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """Read per-run ``metrics.json`` files into one table.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        One ``metrics.json`` per training run (subject x model x seed).
+
+    Returns
+    -------
+    DataFrame
+        One row per run, sorted by subject, model, seed, with columns
+        ``subject, model, seed``, the scalar metrics (``dt, d_stsp, d_h, pe_20,
+        max_lyapunov, kaplan_yorke_dimension, n_params, train_time_s``; null
+        becomes NaN), ``n_fixed_points, n_stable_fixed_points``, the spectrum as
+        ``lyap_1 .. lyap_M`` (NaN-padded when runs differ in M). Only when some
+        run has a ``truth`` entry: ``true_max_lyapunov,
+        true_kaplan_yorke_dimension, true_lyap_1 ..``; only when some run has
+        ``truth_comparison``: ``max_lyapunov_error``, ``fixed_point_error_mean``
+        (mean over the true fixed points that were matched),
+        ``n_fixed_points_missed`` (true fixed points without a match, i.e. NaN
+        errors), ``n_fixed_points_true, n_fixed_points_found``.
+
+    Raises
+    ------
+    DsrpipeError
+        Naming the file, when one is missing, is not valid JSON, lacks a key of
+        :data:`REQUIRED_KEYS` or holds a value of the wrong type; also for an
+        empty ``paths`` and for two files describing the same run.
+    """
+    if not paths:
+        raise DsrpipeError("no metrics files given")
+    rows, seen = [], {}
+    for p in map(Path, paths):
+        row = _row(_read_json(p), p)
+        key = tuple(row[k] for k in ID_COLUMNS)
+        if key in seen:
+            raise DsrpipeError(f"{p}: run {key} also described by {seen[key]}")
+        seen[key] = p
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df = df[_column_order(list(df.columns))].sort_values(list(ID_COLUMNS), ignore_index=True)
+    logger.info("collected metrics of %d runs (%d subjects)", len(df), df["subject"].nunique())
+    return df
+
+
+def summarise(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """Group summary of per-run metrics: median +- MAD, mean, range.
+
+    Parameters
+    ----------
+    df : DataFrame
+        One row per run, as returned by :func:`collect_metrics`.
+    metrics : sequence of str, optional
+        Columns to summarise; default those of :data:`DEFAULT_SUMMARY_METRICS`
+        that ``df`` has.
+
+    Returns
+    -------
+    DataFrame
+        One row per metric with columns ``metric, median, mad, mean, min, max,
+        n, n_missing``. Statistics are over the finite values only (``n`` of
+        them); ``n_missing`` counts the NaN/inf values left out: e.g. D_stsp of
+        diverged runs, or the truth errors of runs without a ground truth. ``mad`` is the unscaled median absolute deviation
+        (:func:`scipy.stats.median_abs_deviation`, ``scale=1``).
+
+    Raises
+    ------
+    DsrpipeError
+        When a requested metric is not a column of ``df``.
+    """
+    from scipy.stats import median_abs_deviation  # slow import (~1 s), only needed here
+
+    if metrics is None:
+        metrics = [m for m in DEFAULT_SUMMARY_METRICS if m in df.columns]
+    absent = [m for m in metrics if m not in df.columns]
+    if absent:
+        raise DsrpipeError(f"cannot summarise {absent}: not columns of the metrics table")
+    rows = []
+    for m in metrics:
+        v = pd.to_numeric(df[m], errors="coerce").to_numpy(float)
+        ok = v[np.isfinite(v)]
+        stats = dict(median=np.median(ok), mad=median_abs_deviation(ok), mean=ok.mean(),
+                     min=ok.min(), max=ok.max()) if ok.size else dict.fromkeys(
+                         ("median", "mad", "mean", "min", "max"), math.nan)
+        rows.append({"metric": m, **{k: float(x) for k, x in stats.items()},
+                     "n": int(ok.size), "n_missing": int(v.size - ok.size)})
+    return pd.DataFrame(rows, columns=["metric", "median", "mad", "mean", "min", "max", "n",
+                                       "n_missing"])

@@ -1,0 +1,66 @@
+"""The group stage: collect every run's metrics, summarise, write tables and the HTML report."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pandas as pd
+
+from dsrpipe import DsrpipeError
+from dsrpipe.io.atomic import atomic_path
+from dsrpipe.io.timeseries import read_timeseries
+from dsrpipe.paths import GENERATED_FILE, TRAIN_LOG_FILE
+from dsrpipe.reporting.group import collect_metrics, summarise
+from dsrpipe.reporting.report import build_group_report
+
+log = logging.getLogger(__name__)
+
+
+def _runs(metrics_paths: Sequence[Path], test_paths: Sequence[Path]) -> Iterator[dict]:
+    import json
+
+    for metrics_path, test_path in zip(metrics_paths, test_paths):
+        run_dir = metrics_path.parent
+        test = read_timeseries(test_path)
+        yield {
+            "metrics": json.loads(metrics_path.read_text()),
+            "x_true": test.data,
+            "x_gen": read_timeseries(run_dir / GENERATED_FILE).data,
+            "log": pd.read_parquet(run_dir / TRAIN_LOG_FILE),
+            "channels": test.channels,
+        }
+
+
+def run_group(
+    metrics_paths: Sequence[str | os.PathLike],
+    test_paths: Sequence[str | os.PathLike],
+    *,
+    table_out: str | os.PathLike,
+    summary_out: str | os.PathLike,
+    report_out: str | os.PathLike,
+    failed: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Aggregate runs into ``table_out`` (one row per run), ``summary_out`` (median, MAD per metric)
+    and the self-contained HTML report ``report_out``.
+
+    ``metrics_paths[i]`` is a run's ``metrics.json`` (its orbit and training log
+    lie beside it); ``test_paths[i]`` the test series it was evaluated on.
+    """
+    metrics_paths = [Path(p) for p in metrics_paths]
+    test_paths = [Path(p) for p in test_paths]
+    if len(metrics_paths) != len(test_paths):
+        raise DsrpipeError(f"{len(metrics_paths)} metrics files but {len(test_paths)} test files")
+    table = collect_metrics(metrics_paths)
+    summary = summarise(table)
+    html = build_group_report(_runs(metrics_paths, test_paths), summary, table, failed=failed)
+    with atomic_path(table_out) as tmp:
+        table.to_parquet(tmp, index=False)
+    with atomic_path(summary_out) as tmp:
+        summary.to_parquet(tmp, index=False)
+    with atomic_path(report_out) as tmp:
+        tmp.write_text(html)
+    log.info("group: %d run(s) -> %s", len(table), report_out)
+    return summary

@@ -1,0 +1,56 @@
+"""A training run on disk: state dict, JSON config and the training log."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from dsrpipe import DsrpipeError, __version__
+from dsrpipe.io.atomic import atomic_path, write_json
+from dsrpipe.models import LatentModel, build_model
+from dsrpipe.paths import CONFIG_FILE, MODEL_FILE, TRAIN_LOG_FILE
+
+
+def save_run(run_dir: str | os.PathLike, model: LatentModel, history: pd.DataFrame, info: dict[str, Any]) -> None:
+    """Write ``model.pt`` (state dict), ``training_log.parquet`` and ``config.json``.
+
+    ``config.json`` is written last: its presence marks a complete run.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run_dir / MODEL_FILE) as tmp:
+        torch.save(model.state_dict(), tmp)
+    with atomic_path(run_dir / TRAIN_LOG_FILE) as tmp:
+        history.to_parquet(tmp, index=False)
+    config = {
+        "dsrpipe_version": __version__,
+        "model": {"name": model.name, "hyperparameters": model.hyperparameters(), "n_params": model.n_params},
+        **info,
+    }
+    write_json(config, run_dir / CONFIG_FILE)
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[LatentModel, dict[str, Any]]:
+    """Load a trained model and its run config from ``run_dir``."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / CONFIG_FILE
+    if not cfg_path.exists():
+        raise DsrpipeError(f"{run_dir}: not a dsrpipe run directory (no {CONFIG_FILE})")
+    try:
+        config = json.loads(cfg_path.read_text())
+        spec = config["model"]
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise DsrpipeError(f"{cfg_path}: unreadable run config ({exc})") from exc
+    model = build_model(spec["name"], **spec["hyperparameters"])
+    try:
+        state = torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as exc:
+        raise DsrpipeError(f"{run_dir / MODEL_FILE}: cannot load model ({exc})") from exc
+    model.eval()
+    return model, config
