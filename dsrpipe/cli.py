@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from dsrpipe import DsrpipeError, __version__
 
@@ -26,25 +26,6 @@ def setup_logging(logfile: str | None = None, verbose: bool = False) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     logging.getLogger("numba").setLevel(logging.WARNING)
-
-
-def load_series(path: str | Path, dt: float | None = None):
-    """A dsrpipe Parquet series, or any plain table used as it is (no standardisation)."""
-    from dsrpipe.io.timeseries import TimeSeries, read_table, read_timeseries
-
-    path = Path(path)
-    if path.suffix.lower() == ".parquet":
-        try:
-            ts = read_timeseries(path)
-            if dt is not None:
-                ts.dt = dt
-            return ts
-        except DsrpipeError as exc:
-            if "no dsrpipe metadata" not in str(exc):
-                raise
-    data, channels = read_table(path)
-    return TimeSeries(data=data, channels=channels, dt=dt, subject=path.stem,
-                      meta={"provenance": {"source": str(path)}})
 
 
 def cmd_demo(args) -> None:
@@ -67,40 +48,21 @@ def cmd_prepare(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from dsrpipe.config import TrainConfig, load_section, to_dict
-    from dsrpipe.training import save_run, train
-    from dsrpipe.training.progress import Progress
+    from dsrpipe.config import TrainConfig, load_section
+    from dsrpipe.training.run import train_file
 
-    cfg = load_section(TrainConfig, "train", args.config, args.set)
-    ts = load_series(args.data)
-    label = f"sub-{ts.subject} {cfg.model} seed {cfg.seed}"
-    result = train(ts.data, cfg, callbacks=[Progress(cfg.epochs, cfg.log_every, label=label)])
-    info = {
-        "train": to_dict(cfg),
-        "backend": result.backend,
-        "train_time_s": result.train_time_s,
-        "final_loss": float(result.history["loss"].iloc[-1]),
-        "data": {"path": str(args.data), "subject": ts.subject, "channels": ts.channels, "dt": ts.dt,
-                 "n_samples": ts.n_samples, "standardisation": ts.meta.get("standardisation")},
-    }
-    save_run(args.out, result.model, result.history, info)
-    log.info("trained %s in %.1f s (%s path); final loss %.4g -> %s", label, result.train_time_s,
-             result.backend, info["final_loss"], args.out)
+    train_file(args.data, args.out, load_section(TrainConfig, "train", args.config, args.set))
 
 
 def cmd_evaluate(args) -> None:
     from dsrpipe.config import EvaluateConfig, load_section
-    from dsrpipe.evaluation import evaluate_run
+    from dsrpipe.evaluation import evaluate_run, read_truth
+    from dsrpipe.io.timeseries import load_series
     from dsrpipe.paths import FIXED_POINTS_FILE, GENERATED_FILE
 
     cfg = load_section(EvaluateConfig, "evaluate", args.config, args.set)
     test = load_series(args.test, dt=args.dt)
-    truth = None
-    if args.truth:
-        try:
-            truth = json.loads(Path(args.truth).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DsrpipeError(f"{args.truth}: cannot read ground truth ({exc})") from exc
+    truth = read_truth(args.truth) if args.truth else None
     out = Path(args.out)
     metrics = evaluate_run(args.run_dir, test, cfg, out,
                            generated_out=args.generated or out.parent / GENERATED_FILE,
@@ -163,6 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="report.html")
     p.set_defaults(func=cmd_report)
     return parser
+
+
+@contextlib.contextmanager
+def logged(logfile: str | None):
+    """For workflow scripts: log to ``logfile``; record any error there before failing the job."""
+    setup_logging(logfile)
+    try:
+        yield
+    except DsrpipeError as exc:
+        log.error("%s", exc)
+        raise SystemExit(1) from None
+    except Exception:
+        log.exception("unexpected error")
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,7 @@ class TrainConfig:
     latent_dim: int | None = None
     hidden_dim: int = 50
     alpha: float = 0.125
-    epochs: int = 500
+    epochs: int = 1000
     batches_per_epoch: int = 50
     batch_size: int = 16
     seq_len: int = 75
@@ -107,7 +107,7 @@ class DemoConfig:
         DemoSubject("03", 45.0),
         DemoSubject("04", 160.0),
     )
-    n_samples: int = 25_000
+    n_samples: int = 50_000
     dt: float = 0.01
     noise: float = 0.05
     seed: int = 1

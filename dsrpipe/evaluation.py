@@ -136,6 +136,16 @@ def evaluate_model(
     return metrics, gen, fps
 
 
+def read_truth(path: str | os.PathLike) -> dict:
+    """Read a ground-truth JSON (as written by the demo)."""
+    import json
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise DsrpipeError(f"{path}: cannot read ground truth ({exc})") from exc
+
+
 def evaluate_run(
     run_dir: str | os.PathLike,
     test: TimeSeries,

@@ -153,3 +153,24 @@ def _numeric_frame(df: pd.DataFrame, path: Path) -> tuple[np.ndarray, list[str]]
     if non_numeric:
         raise DsrpipeError(f"{path}: non-numeric columns {non_numeric}")
     return df.to_numpy(dtype=np.float64), [str(c) for c in df.columns]
+
+
+def load_series(path: str | os.PathLike, dt: float | None = None) -> TimeSeries:
+    """A dsrpipe Parquet series, or any plain table (npy/csv/tsv/parquet) used as it is.
+
+    Plain tables are not standardised here; ``dt`` (when given) overrides the
+    stored sampling interval.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        try:
+            ts = read_timeseries(path)
+            if dt is not None:
+                ts.dt = dt
+            return ts
+        except DsrpipeError as exc:
+            if "no dsrpipe metadata" not in str(exc):
+                raise
+    data, channels = read_table(path)
+    return TimeSeries(data=data, channels=channels, dt=dt, subject=path.stem,
+                      meta={"provenance": {"source": str(path)}})

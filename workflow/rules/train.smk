@@ -1,0 +1,17 @@
+rule train_model:
+    input:
+        PREPARED_TRAIN,
+    output:
+        model=RUN_FILE(paths.MODEL_FILE),
+        config=RUN_FILE(paths.CONFIG_FILE),
+        log=RUN_FILE(paths.TRAIN_LOG_FILE),
+    params:
+        train=config["train"],
+    threads: config["train"]["threads"]
+    log:
+        "logs/sub-{subject}/model-{model}_seed-{seed}_train.log",
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    script:
+        "../scripts/train_model.py"

@@ -1,0 +1,15 @@
+"""Metrics, Lyapunov spectrum and fixed points of one trained model on the test segment."""
+
+from pathlib import Path
+
+from dsrpipe.cli import logged
+from dsrpipe.config import EvaluateConfig, from_mapping
+from dsrpipe.evaluation import evaluate_run, read_truth
+from dsrpipe.io import read_timeseries
+
+with logged(snakemake.log[0]):
+    cfg = from_mapping(EvaluateConfig, snakemake.params.evaluate, "evaluate")
+    truth = read_truth(snakemake.input.truth[0]) if snakemake.input.truth else None
+    evaluate_run(Path(snakemake.input.config).parent, read_timeseries(snakemake.input.test), cfg,
+                 snakemake.output.metrics, generated_out=snakemake.output.generated,
+                 fixed_points_out=snakemake.output.fixed_points, dt=snakemake.params.dt, truth=truth)
