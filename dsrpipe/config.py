@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
@@ -149,8 +150,15 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+# top-level keys of a full config (workflow/schemas/config.schema.yaml)
+TOP_LEVEL_KEYS = ("subjects", "results_dir", "seeds", "demo", "prepare", "train", "evaluate")
+
+
 def parse_value(text: str) -> Any:
     """Parse a ``--set`` value with YAML rules (numbers, booleans, null, lists)."""
+    if _SCIENTIFIC.fullmatch(text.strip()):
+        return float(text)  # YAML 1.1 reads 1e-4 (no dot) as a string
     return yaml.safe_load(text)
 
 
@@ -177,7 +185,16 @@ def load_section(
             raise DsrpipeError(f"{path}: invalid YAML ({exc})") from exc
         if not isinstance(loaded, dict):
             raise DsrpipeError(f"{path}: expected a mapping at the top level")
-        values = dict(loaded.get(section, loaded) if section in loaded else loaded)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        full = any(key in TOP_LEVEL_KEYS and key not in fields for key in loaded)
+        stray = sorted(set(loaded) - set(TOP_LEVEL_KEYS)) if full else []
+        if stray:
+            raise DsrpipeError(f"{path}: unknown top-level key(s) {', '.join(stray)}; "
+                               f"valid keys are: {', '.join(TOP_LEVEL_KEYS)}")
+        values = (loaded.get(section) or {}) if full else loaded  # a full config may omit the section
+        if not isinstance(values, dict):
+            raise DsrpipeError(f"{path}: section '{section}' must be a mapping")
+        values = dict(values)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:

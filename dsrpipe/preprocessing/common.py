@@ -77,7 +77,14 @@ def prepare(
     """
     check_data(data, channels, source=source, min_samples=cfg.min_samples)
     train, test = split_train_test(data, cfg.test_fraction)
+    if len(train) < 2 or len(test) < 1:
+        raise DsrpipeError(
+            f"{source}: test_fraction={cfg.test_fraction} of {data.shape[0]} samples leaves "
+            f"{len(train)} for training and {len(test)} for testing"
+        )
     if cfg.standardise:
+        # a channel constant only in the training segment would divide by zero
+        check_data(train, channels, source=f"{source} (training segment)", min_samples=2)
         train, mean, std = standardise(train)
         test, _, _ = standardise(test, mean, std)
     else:
