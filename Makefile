@@ -1,6 +1,6 @@
 # Two entry points for a fresh clone:
 #   make demo   install into .venv, then run the built-in demo end to end
-#   make test   install into .venv (with test extras), then run the test suite
+#   make test   install into .venv (with test and slurm extras), then run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 
@@ -10,7 +10,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --no-compile -e '.[test]'
+	$(VENV)/bin/pip install --no-compile -e '.[test,slurm]'
 	touch $@
 
 demo: install

@@ -56,6 +56,7 @@ class TrainConfig:
     threads: int = 1
     backend: str = "auto"
     log_every: int = 25
+    checkpoint_every: int = 100
 
     def __post_init__(self) -> None:
         _check(0 <= self.alpha <= 1, "train.alpha must be in [0, 1]")
@@ -64,6 +65,7 @@ class TrainConfig:
         _check(self.latent_dim is None or self.latent_dim >= 1, "train.latent_dim must be >= 1")
         _check(self.lr > 0 and self.lr_end > 0, "train.lr and train.lr_end must be positive")
         _check(self.teacher_noise >= 0, "train.teacher_noise must be >= 0")
+        _check(self.checkpoint_every >= 0, "train.checkpoint_every must be >= 0")
         _check(self.backend in ("auto", "numba", "torch"), "train.backend must be auto, numba or torch")
 
 

@@ -34,6 +34,7 @@ def group_file(name: str, root: str | Path = RESULTS) -> Path:
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
 TRAIN_LOG_FILE = "training_log.parquet"
+CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
 GENERATED_FILE = "generated.parquet"
 LYAPUNOV_FILE = "lyapunov.parquet"

@@ -87,3 +87,61 @@ def test_divergence_is_reported(lorenz):
                       grad_clip_norm=None, alpha=0.0)
     with pytest.raises(TrainingDivergedError, match="diverged"):
         train(lorenz * 1e3, cfg)
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_resume_after_a_crash_is_bit_identical(lorenz, tmp_path, backend):
+    cfg = TrainConfig(hidden_dim=10, epochs=7, batches_per_epoch=4, seq_len=20, batch_size=4,
+                      checkpoint_every=2, backend=backend, teacher_noise=0.01)
+    reference = train(lorenz, cfg)
+    ckpt = tmp_path / "checkpoint.pt"
+
+    def crash(record, model):
+        if record.epoch == 5:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        train(lorenz, cfg, callbacks=[crash], checkpoint=ckpt)
+    assert ckpt.exists()
+    epochs_seen = []
+    resumed = train(lorenz, cfg, checkpoint=ckpt, callbacks=[lambda r, m: epochs_seen.append(r.epoch)])
+    assert epochs_seen == [5, 6, 7]  # resumed after the epoch-4 checkpoint
+    for (k, a), (_, b) in zip(resumed.model.named_parameters(), reference.model.named_parameters()):
+        assert torch.equal(a, b), k
+    assert resumed.history["loss"].tolist() == reference.history["loss"].tolist()
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes_identically(lorenz, tmp_path):
+    import os
+    import signal
+
+    from dsrpipe.training import TrainingInterrupted
+
+    cfg = TrainConfig(hidden_dim=10, epochs=6, batches_per_epoch=4, seq_len=20, batch_size=4, checkpoint_every=0)
+    reference = train(lorenz, cfg)
+    ckpt = tmp_path / "checkpoint.pt"
+
+    def terminate(record, model):
+        if record.epoch == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(TrainingInterrupted, match="checkpoint saved"):
+        train(lorenz, cfg, callbacks=[terminate], checkpoint=ckpt)
+    resumed = train(lorenz, cfg, checkpoint=ckpt)
+    assert torch.equal(resumed.model.W1, reference.model.W1) and torch.equal(resumed.model.h2, reference.model.h2)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+
+
+def test_checkpoint_from_other_settings_is_ignored(lorenz, tmp_path):
+    ckpt = tmp_path / "checkpoint.pt"
+    cfg = TrainConfig(hidden_dim=10, epochs=4, batches_per_epoch=3, seq_len=20, batch_size=4, checkpoint_every=2)
+    with pytest.raises(_Crash):
+        train(lorenz, cfg, checkpoint=ckpt, callbacks=[lambda r, m: (_ for _ in ()).throw(_Crash) if r.epoch == 3 else None])
+    other = dataclasses.replace(cfg, alpha=0.3)
+    seen = []
+    train(lorenz, other, checkpoint=ckpt, callbacks=[lambda r, m: seen.append(r.epoch)])
+    assert seen == [1, 2, 3, 4]

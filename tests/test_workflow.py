@@ -1,65 +1,21 @@
 """The Snakemake workflow end to end on a tiny dataset, lint, and reruns of only what changed."""
 
-import os
-import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from dsrpipe.systems import simulate_lorenz63
-
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-TINY = {
-    "train": {"epochs": 3, "batches_per_epoch": 5, "hidden_dim": 8, "seq_len": 20},
-    "evaluate": {"lyapunov_steps": 2000, "fixed_point_inits": 20, "n_bins": 10},
-}
+from workflow_helpers import REPO, SNAKEMAKE, change_subject_input, make_tiny_dataset, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workdir, *args, timeout=600):
-    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True,
-                          timeout=timeout)
-    return proc
-
-
-def planned_jobs(proc) -> list[tuple[str, str]]:
-    """(rule, subject) for every job in a dry run's plan."""
-    jobs, rule = [], None
-    for line in proc.stdout.splitlines():
-        m = re.match(r"^(?:local)?rule (\w+):", line)
-        if m:
-            rule = m.group(1)
-            jobs.append((rule, ""))
-        m = re.search(r"wildcards: .*subject=(\w+)", line)
-        if m and rule:
-            jobs[-1] = (rule, m.group(1))
-    return jobs
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("wf")
-    (wd / "raw").mkdir()
-    rows = []
-    for sid, rho in (("01", 28.0), ("02", 35.0)):
-        x = simulate_lorenz63(2000, rho=rho, seed=int(sid))
-        pd.DataFrame(x, columns=["x", "y", "z"]).to_csv(wd / "raw" / f"s{sid}.csv", index=False)
-        rows.append({"subject": sid, "path": f"raw/s{sid}.csv", "dt": 0.01})
-    pd.DataFrame(rows).to_csv(wd / "subjects.tsv", sep="\t", index=False)
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["subjects"] = "subjects.tsv"
-    for section, values in TINY.items():
-        config[section].update(values)
-    (wd / "config").mkdir()
-    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    wd = make_tiny_dataset(tmp_path_factory.mktemp("wf"))
     proc = snakemake(wd, "--cores", "2")
     assert proc.returncode == 0, proc.stderr[-4000:]
     return wd
@@ -90,9 +46,7 @@ def test_changed_input_reruns_only_that_subject(workdir):
     raw = workdir / "raw" / "s02.csv"
     backup = raw.read_bytes()
     try:
-        df = pd.read_csv(raw)
-        df.iloc[0, 0] += 1.0
-        df.to_csv(raw, index=False)
+        change_subject_input(workdir, "02")
         jobs = planned_jobs(snakemake(workdir, "-n"))
     finally:
         raw.write_bytes(backup)

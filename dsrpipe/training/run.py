@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from dsrpipe.config import TrainConfig, to_dict
 from dsrpipe.io.timeseries import load_series
+from dsrpipe.paths import CHECKPOINT_FILE
 from dsrpipe.training.checkpoint import save_run
 from dsrpipe.training.loop import TrainResult, train
 from dsrpipe.training.progress import Progress
@@ -19,7 +21,9 @@ def train_file(data_path: str | os.PathLike, run_dir: str | os.PathLike, cfg: Tr
     and write ``model.pt``, ``config.json`` and ``training_log.parquet`` to ``run_dir``."""
     ts = load_series(data_path)
     label = f"sub-{ts.subject} {cfg.model} seed {cfg.seed}"
-    result = train(ts.data, cfg, callbacks=[Progress(cfg.epochs, cfg.log_every, label=label)])
+    checkpoint = Path(run_dir) / CHECKPOINT_FILE
+    result = train(ts.data, cfg, callbacks=[Progress(cfg.epochs, cfg.log_every, label=label)],
+                   checkpoint=checkpoint)
     info = {
         "train": to_dict(cfg),
         "backend": result.backend,
@@ -29,6 +33,7 @@ def train_file(data_path: str | os.PathLike, run_dir: str | os.PathLike, cfg: Tr
                  "n_samples": ts.n_samples, "standardisation": ts.meta.get("standardisation")},
     }
     save_run(run_dir, result.model, result.history, info)
+    checkpoint.unlink(missing_ok=True)
     log.info("trained %s in %.1f s (%s path); final loss %.4g -> %s", label, result.train_time_s,
              result.backend, info["final_loss"], run_dir)
     return result

@@ -7,7 +7,7 @@ rule simulate_demo:
     log:
         "logs/demo/sub-{subject}.log",
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=lambda wc, attempt: 1000 * attempt,
+        runtime=lambda wc, attempt: 10 * attempt,
     script:
         "../scripts/simulate_demo.py"

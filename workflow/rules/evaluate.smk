@@ -14,7 +14,7 @@ rule evaluate_model:
     log:
         "logs/sub-{subject}/model-{model}_seed-{seed}_evaluate.log",
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=lambda wc, attempt: 30 * attempt,
     script:
         "../scripts/evaluate_model.py"

@@ -15,7 +15,7 @@ rule report_group:
     log:
         "logs/group/report.log",
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=lambda wc, attempt: 30 * attempt,
     script:
         "../scripts/report_group.py"

@@ -10,7 +10,7 @@ rule prepare_data:
     log:
         "logs/sub-{subject}/prepare.log",
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=lambda wc, attempt: 10 * attempt,
     script:
         "../scripts/prepare_data.py"

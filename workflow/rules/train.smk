@@ -11,7 +11,7 @@ rule train_model:
     log:
         "logs/sub-{subject}/model-{model}_seed-{seed}_train.log",
     resources:
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=lambda wc, attempt: 1000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
     script:
         "../scripts/train_model.py"
