@@ -8,15 +8,22 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import REPO, SNAKEMAKE, change_subject_input, make_tiny_dataset, planned_jobs, snakemake
+from workflow_helpers import (REPO, SNAKEMAKE, change_subject_input, copy_repo, make_tiny_dataset, planned_jobs,
+                              snakemake)
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def repo(tmp_path_factory):
+    """A private copy of workflow and package: one test edits the analysis code."""
+    return copy_repo(tmp_path_factory.mktemp("repo"))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, repo):
     wd = make_tiny_dataset(tmp_path_factory.mktemp("wf"))
-    proc = snakemake(wd, "--cores", "2")
+    proc = snakemake(wd, "--cores", "2", repo=repo)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return wd
 
@@ -36,32 +43,44 @@ def test_full_run_writes_group_outputs(workdir):
         assert (workdir / f"logs/sub-{sid}/model-shPLRNN_seed-0_train.log").read_text().strip()
 
 
-def test_nothing_to_do_after_a_run(workdir):
-    proc = snakemake(workdir, "-n")
+def test_nothing_to_do_after_a_run(workdir, repo):
+    proc = snakemake(workdir, "-n", repo=repo)
     assert proc.returncode == 0
     assert planned_jobs(proc) == [], proc.stdout
 
 
-def test_changed_input_reruns_only_that_subject(workdir):
+def test_changed_input_reruns_only_that_subject(workdir, repo):
     raw = workdir / "raw" / "s02.csv"
     backup = raw.read_bytes()
     try:
         change_subject_input(workdir, "02")
-        jobs = planned_jobs(snakemake(workdir, "-n"))
+        jobs = planned_jobs(snakemake(workdir, "-n", repo=repo))
     finally:
         raw.write_bytes(backup)
     assert sorted(jobs) == sorted([("prepare_data", "02"), ("train_model", "02"), ("evaluate_model", "02"),
                                    ("report_group", ""), ("all", "")])
 
 
-def test_changed_training_parameter_reruns_training_not_preparation(workdir, tmp_path):
+def test_changed_training_parameter_reruns_training_not_preparation(workdir, repo, tmp_path):
     config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
     config["train"]["epochs"] += 1
     (tmp_path / "changed.yaml").write_text(yaml.safe_dump(config))
-    jobs = planned_jobs(snakemake(workdir, "-n", "--configfile", str(tmp_path / "changed.yaml")))
+    jobs = planned_jobs(snakemake(workdir, "-n", "--configfile", str(tmp_path / "changed.yaml"), repo=repo))
     rules = sorted(r for r, _ in jobs)
     assert "prepare_data" not in rules
     assert rules.count("train_model") == 2 and rules.count("evaluate_model") == 2
+
+
+def test_changed_analysis_code_reruns_only_evaluation(workdir, repo):
+    source = repo / "dsrpipe" / "analysis" / "metrics.py"
+    backup = source.read_text()
+    try:
+        source.write_text(backup + "\n# an edit to the analysis code\n")
+        jobs = planned_jobs(snakemake(workdir, "-n", repo=repo))
+    finally:
+        source.write_text(backup)
+    assert sorted(jobs) == sorted([("evaluate_model", "01"), ("evaluate_model", "02"), ("report_group", ""),
+                                   ("all", "")])
 
 
 def test_bad_subject_file_fails_that_subject_with_a_clear_message(workdir, tmp_path):
@@ -72,12 +91,19 @@ def test_bad_subject_file_fails_that_subject_with_a_clear_message(workdir, tmp_p
     df = pd.read_csv(wd / "raw" / "s01.csv")
     df.iloc[10, 1] = np.nan
     df.to_csv(wd / "raw" / "s01.csv", index=False)
-    proc = snakemake(wd, "--cores", "1", "--keep-going", "--until", "prepare_data")
+    proc = snakemake(wd, "--cores", "2", "--keep-going")
     assert proc.returncode != 0
     log = (wd / "logs/sub-01/prepare.log").read_text()
     assert "raw/s01.csv" in log and "NaN" in log
     assert not (wd / "results/sub-01/data").exists() or not any((wd / "results/sub-01/data").iterdir())
-    assert (wd / "results/sub-02/data/sub-02_split-train.parquet").exists()
+    # the other subject finished; the group report of what is available lists the failure
+    assert (wd / "results/sub-02/model-shPLRNN_seed-0/metrics.json").exists()
+    proc = snakemake(wd, "--cores", "1", "report_available")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = pd.read_parquet(wd / "results/group/available_runs.parquet")
+    assert runs["subject"].tolist() == ["02"]
+    html = (wd / "results/group/available_report.html").read_text()
+    assert "sub-01 seed 0" in html
 
 
 def test_lint_has_no_findings_beyond_conda_envs():

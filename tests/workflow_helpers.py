@@ -1,6 +1,8 @@
 """Shared helpers for tests that run the Snakemake workflow on a tiny dataset."""
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,9 +46,27 @@ def change_subject_input(wd: Path, sid: str) -> None:
     df.to_csv(raw, index=False)
 
 
-def snakemake(workdir, *args, timeout=600):
-    return subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True,
-                          timeout=timeout)
+def snakemake(workdir, *args, timeout=600, repo: Path | None = None):
+    """Run Snakemake on ``workdir``; with ``repo``, use that copy of the workflow and package."""
+    if repo is None:
+        cmd, env = SNAKEMAKE, None
+    else:
+        cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile")]
+        env = {**os.environ, "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # cwd = workdir: `python -m` puts the cwd first on sys.path, which must not be the repo
+    return subprocess.run([*cmd, "--directory", str(workdir), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=workdir)
+
+
+def copy_repo(dest: Path) -> Path:
+    """A private copy of the workflow and the package, for tests that edit code."""
+    for name in ("Snakefile", "workflow", "config", "profiles", "dsrpipe"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dest / name)
+    return dest
 
 
 def planned_jobs(proc) -> list[tuple[str, str]]:

@@ -1,7 +1,10 @@
 # Plumbing only: config validation, the subjects table, output names, input functions.
+from pathlib import Path
+
 import pandas as pd
 from snakemake.utils import validate
 
+import dsrpipe
 from dsrpipe import paths
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -43,6 +46,30 @@ RUN_FILE = lambda name: f"{RUN}/{name}"
 GROUP_OUTPUTS = [str(paths.group_file(name, RESULTS)) for name in ("runs.parquet", "summary.parquet", "report.html")]
 
 
+# The package code each stage runs. Listed as inputs, so editing e.g. dsrpipe/analysis/
+# reruns evaluation (and what follows) but not preparation or training. Snakemake's own
+# "code" trigger only sees the rule's script, not the modules it imports.
+PACKAGE = Path(dsrpipe.__file__).parent
+
+
+def package_code(*parts):
+    files = []
+    for part in parts:
+        target = PACKAGE / part
+        files += sorted(target.rglob("*.py")) if target.is_dir() else [target]
+    return sorted({str(f) for f in files})
+
+
+COMMON_CODE = package_code("__init__.py", "config.py", "paths.py", "cli.py", "io")
+CODE = {
+    "demo": COMMON_CODE + package_code("demo.py", "systems.py", "analysis/lyapunov.py"),
+    "prepare": COMMON_CODE + package_code("preprocessing"),
+    "train": COMMON_CODE + package_code("training", "models"),
+    "evaluate": COMMON_CODE + package_code("evaluation.py", "analysis", "models", "training/checkpoint.py"),
+    "report": COMMON_CODE + package_code("reporting"),
+}
+
+
 def raw_input(wildcards):
     return SUBJECTS.loc[wildcards.subject, "path"]
 
@@ -58,6 +85,19 @@ def truth_input(wildcards):
 
 def all_runs(name):
     return expand(RUN_FILE(name), subject=SUBJECTS["subject"], model=MODEL, seed=SEEDS)
+
+
+def available_runs():
+    """Runs whose metrics exist now, and the subject/seed runs that are missing (failed or not run)."""
+    done, missing = [], []
+    for subject in SUBJECTS["subject"]:
+        for seed in SEEDS:
+            metrics = RUN_FILE(paths.METRICS_FILE).format(subject=subject, model=MODEL, seed=seed)
+            if Path(metrics).exists():
+                done.append((subject, seed))
+            else:
+                missing.append(f"sub-{subject} seed {seed} (see logs/sub-{subject}/)")
+    return done, missing
 
 
 def all_tests():

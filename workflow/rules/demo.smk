@@ -1,4 +1,6 @@
 rule simulate_demo:
+    input:
+        code=CODE["demo"],
     output:
         data="resources/demo/sub-{subject}_timeseries.parquet",
         truth="resources/demo/sub-{subject}_truth.json",

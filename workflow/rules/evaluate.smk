@@ -4,6 +4,7 @@ rule evaluate_model:
         model=RUN_FILE(paths.MODEL_FILE),
         test=PREPARED_TEST,
         truth=truth_input,
+        code=CODE["evaluate"],
     output:
         metrics=RUN_FILE(paths.METRICS_FILE),
         generated=RUN_FILE(paths.GENERATED_FILE),

@@ -1,5 +1,6 @@
 localrules:
     report_group,
+    report_available,
 
 
 rule report_group:
@@ -8,14 +9,39 @@ rule report_group:
         generated=all_runs(paths.GENERATED_FILE),
         train_logs=all_runs(paths.TRAIN_LOG_FILE),
         tests=all_tests(),
+        code=CODE["report"],
     output:
         table=GROUP_OUTPUTS[0],
         summary=GROUP_OUTPUTS[1],
         report=report(GROUP_OUTPUTS[2], caption="../report/group.rst", category="Group"),
+    params:
+        failed=[],
     log:
         "logs/group/report.log",
     resources:
         mem_mb=lambda wc, attempt: 2000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
+    script:
+        "../scripts/report_group.py"
+
+
+# After a run with failed subjects (--keep-going):  snakemake --cores 1 report_available
+# reports every run that finished and lists the missing ones as failed.
+AVAILABLE, MISSING = available_runs()
+
+
+rule report_available:
+    input:
+        metrics=[RUN_FILE(paths.METRICS_FILE).format(subject=s, model=MODEL, seed=n) for s, n in AVAILABLE],
+        tests=[PREPARED_TEST.format(subject=s) for s, _ in AVAILABLE],
+        code=CODE["report"],
+    output:
+        table=str(paths.group_file("available_runs.parquet", RESULTS)),
+        summary=str(paths.group_file("available_summary.parquet", RESULTS)),
+        report=str(paths.group_file("available_report.html", RESULTS)),
+    params:
+        failed=MISSING,
+    log:
+        "logs/group/report_available.log",
     script:
         "../scripts/report_group.py"

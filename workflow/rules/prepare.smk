@@ -1,6 +1,7 @@
 rule prepare_data:
     input:
         raw_input,
+        code=CODE["prepare"],
     output:
         train=PREPARED_TRAIN,
         test=PREPARED_TEST,

@@ -1,6 +1,7 @@
 rule train_model:
     input:
         PREPARED_TRAIN,
+        code=CODE["train"],
     output:
         model=RUN_FILE(paths.MODEL_FILE),
         config=RUN_FILE(paths.CONFIG_FILE),
