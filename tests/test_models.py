@@ -63,3 +63,20 @@ def test_norm_bound_bounds_the_jacobian():
 def test_unknown_model_name():
     with pytest.raises(DsrpipeError, match="unknown model 'PLRNNX'.*shPLRNN"):
         build_model("PLRNNX", M=3, L=4)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_compiled_orbit_kernel_matches_the_models_step(name):
+    from dsrpipe.models.kernels import has_orbit_kernel, orbit
+
+    torch.manual_seed(5)
+    model = build_model(name, M=3, L=20).double()
+    assert has_orbit_kernel(model)
+    z0 = torch.randn(3, dtype=torch.float64)
+    ref, z = [], z0
+    with torch.no_grad():
+        for _ in range(300):
+            z = model.step(z)
+            ref.append(z)
+    np.testing.assert_allclose(orbit(model, z0, 300).numpy(), torch.stack(ref).numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(model.generate(z0, 300).numpy(), torch.stack(ref).numpy(), rtol=1e-10, atol=1e-12)

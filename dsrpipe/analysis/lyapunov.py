@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from dsrpipe import DsrpipeError
+from dsrpipe.models.kernels import has_orbit_kernel, orbit
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,27 @@ def model_device(model) -> torch.device:
     return torch.device("cpu")
 
 
+def _torch_orbit(model, z, n_steps, n_transient):
+    M = z.shape[0]
+    traj = torch.empty((n_steps, M), dtype=torch.float64, device=z.device)
+    with torch.inference_mode():  # cheaper than no_grad for small per-step ops
+        for _ in range(n_transient):
+            z = model.step(z)
+        # states go to a short list, stacked every CHUNK (cheaper than row writes)
+        states = [z]
+        filled = 0
+        for _ in range(1, n_steps):
+            z = model.step(z)
+            states.append(z)
+            if len(states) == CHUNK:
+                traj[filled : filled + CHUNK] = torch.stack(states)
+                filled += CHUNK
+                states = []
+        if states:
+            traj[filled:] = torch.stack(states)
+    return traj
+
+
 def lyapunov_spectrum(
     model,
     z0,
@@ -140,22 +162,11 @@ def lyapunov_spectrum(
     M = z.shape[0]
 
     t_start = time.perf_counter()
-    traj = torch.empty((n_steps, M), dtype=torch.float64, device=z.device)
-    with torch.inference_mode():  # cheaper than no_grad for small per-step ops
-        for _ in range(n_transient):
-            z = model.step(z)
-        # states go to a short list, stacked every CHUNK (cheaper than row writes)
-        states = [z]
-        filled = 0
-        for _ in range(1, n_steps):
-            z = model.step(z)
-            states.append(z)
-            if len(states) == CHUNK:
-                traj[filled : filled + CHUNK] = torch.stack(states)
-                filled += CHUNK
-                states = []
-        if states:
-            traj[filled:] = torch.stack(states)
+    if has_orbit_kernel(model):  # compiled orbit of the model's map (tested against its step)
+        z = z.cpu()
+        traj = torch.cat([z[None], orbit(model, z, n_transient + n_steps - 1)])[n_transient:]
+    else:
+        traj = _torch_orbit(model, z, n_steps, n_transient)
     if not torch.isfinite(traj).all():
         raise DsrpipeError("the orbit diverged (non-finite states); no Lyapunov spectrum")
     t_orbit = time.perf_counter()

@@ -51,8 +51,13 @@ class LatentModel(nn.Module):
     def generate(self, z0: torch.Tensor, n_steps: int) -> torch.Tensor:
         """Iterate the map ``n_steps`` times from ``z0`` (..., M); returns (n_steps, ..., M).
 
-        The first row is ``F(z0)``.
+        The first row is ``F(z0)``. A single float64 state on the CPU goes through the
+        model's compiled orbit kernel when it has one (:mod:`dsrpipe.models.kernels`).
         """
+        from dsrpipe.models.kernels import has_orbit_kernel, orbit
+
+        if z0.ndim == 1 and z0.dtype == torch.float64 and z0.device.type == "cpu" and has_orbit_kernel(self):
+            return orbit(self, z0, n_steps)
         out = torch.empty((n_steps, *z0.shape), dtype=z0.dtype)
         z = z0
         for t in range(n_steps):
