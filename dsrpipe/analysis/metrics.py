@@ -196,7 +196,7 @@ def state_space_divergence_gmm(
     return float(np.mean(np.concatenate(diffs)))
 
 
-def _normalised_spectrum(x: np.ndarray, sigma: float) -> np.ndarray | None:
+def normalised_power_spectrum(x: np.ndarray, sigma: float) -> np.ndarray | None:
     """Smoothed power spectrum of a z-scored 1-D series, summing to 1 (None if constant)."""
     sd = x.std()
     if not sd > 0:
@@ -233,8 +233,8 @@ def power_spectrum_distance(x_true: np.ndarray, x_gen: np.ndarray, sigma: float 
         )
     distances = []
     for i in range(x_true.shape[1]):
-        p = _normalised_spectrum(x_true[:, i], sigma)
-        q = _normalised_spectrum(x_gen[:, i], sigma)
+        p = normalised_power_spectrum(x_true[:, i], sigma)
+        q = normalised_power_spectrum(x_gen[:, i], sigma)
         if p is None or q is None:
             logger.warning("D_H: dimension %d is constant in one series", i)
             distances.append(0.0 if p is None and q is None else 1.0)

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from scipy.ndimage import gaussian_filter1d
 
 from dsrpipe import DsrpipeError
 
@@ -152,12 +151,12 @@ def smoothed_power_spectrum(x: np.ndarray, sigma: float = 20) -> np.ndarray | No
     -------
     ndarray of shape (T // 2 + 1,), or None when ``x`` is constant or non-finite.
     """
+    from dsrpipe.analysis.metrics import normalised_power_spectrum
+
     x = np.asarray(x, dtype=float)
-    sd = x.std()
-    if not np.all(np.isfinite(x)) or not sd > 0:
+    if not np.all(np.isfinite(x)):
         return None
-    p = gaussian_filter1d(np.abs(np.fft.rfft((x - x.mean()) / sd)) ** 2, sigma)
-    return p / p.sum()
+    return normalised_power_spectrum(x, sigma)
 
 
 def plot_power_spectra(
