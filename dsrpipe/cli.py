@@ -47,6 +47,21 @@ def cmd_prepare(args) -> None:
     prepare_file(args.input, args.train_out, args.test_out, subject=args.subject, cfg=cfg)
 
 
+def cmd_preprocess(args) -> None:
+    from dsrpipe.config import load_section
+    from dsrpipe.preprocessing.dispatch import config_class, preprocess_recording
+
+    configs = {}
+    if args.modality != "timeseries":
+        configs[args.modality] = load_section(config_class(args.modality), args.modality, args.config, args.set)
+    elif args.set:
+        raise DsrpipeError("--set: modality timeseries has no config section (use --dt for the sampling interval)")
+    ts = preprocess_recording(args.input, args.out, modality=args.modality,
+                              subject=args.subject or Path(args.input).name.split(".")[0], dt=args.dt,
+                              atlas=args.atlas, masks=args.mask, confounds=args.confounds, **configs)
+    print(f"{args.out}: {ts.modality}, {ts.n_samples} samples x {ts.n_channels} channels, dt {ts.dt} s")
+
+
 def cmd_train(args) -> None:
     from dsrpipe.config import TrainConfig, load_section
     from dsrpipe.training.run import train_file
@@ -101,6 +116,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-out", required=True)
     p.add_argument("--test-out", required=True)
     p.set_defaults(func=cmd_prepare)
+
+    p = with_config(sub.add_parser("preprocess", help="one EEG, fMRI or spike recording (or a table) to a "
+                                                      "dsrpipe Parquet series"))
+    p.add_argument("--modality", required=True, choices=["eeg", "fmri", "spikes", "timeseries"],
+                   help="--config/--set apply to this modality's section")
+    p.add_argument("input", help="the recording")
+    p.add_argument("--out", required=True, help="Parquet file to write")
+    p.add_argument("--subject", help="subject id (default: the file name up to its first dot)")
+    p.add_argument("--atlas", help="fMRI: 3-D label atlas on the BOLD grid")
+    p.add_argument("--mask", nargs="+", default=[], help="fMRI: binary 3-D masks, one ROI each")
+    p.add_argument("--confounds", help="fMRI: confounds table, one row per volume")
+    p.add_argument("--dt", type=float, help="timeseries: sampling interval in seconds")
+    p.set_defaults(func=cmd_preprocess)
 
     p = with_config(sub.add_parser("train", help="train a model on a (prepared) time series"))
     p.add_argument("data")

@@ -1,7 +1,8 @@
 """Typed, per-stage configuration.
 
 Each stage reads only its own section of ``config/config.yaml``. The defaults
-live here, once; ``workflow/schemas/config.schema.yaml`` documents the same
+live here, once (the modality sections ``eeg``, ``fmri`` and ``spikes`` in
+their modules: :class:`dsrpipe.preprocessing.eeg.EEGConfig`, ...); ``workflow/schemas/config.schema.yaml`` documents the same
 keys and a test checks that schema, YAML and these dataclasses agree.
 """
 
@@ -154,7 +155,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 # top-level keys of a full config (workflow/schemas/config.schema.yaml)
-TOP_LEVEL_KEYS = ("subjects", "results_dir", "seeds", "demo", "prepare", "train", "evaluate")
+TOP_LEVEL_KEYS = ("subjects", "results_dir", "seeds", "demo", "eeg", "fmri", "spikes", "prepare", "train", "evaluate")
 
 
 def parse_value(text: str) -> Any:

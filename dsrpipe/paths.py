@@ -16,6 +16,12 @@ def prepared(subject: str, split: str, root: str | Path = RESULTS) -> Path:
     return subject_dir(subject, root) / "data" / f"sub-{subject}_split-{split}.parquet"
 
 
+def preprocessed(subject: str, modality: str, root: str | Path = RESULTS) -> Path:
+    """``results/sub-<id>/data/sub-<id>_desc-preproc_<modality>.parquet``: one recording after its
+    modality's preprocessing, before the split (what ``prepare`` reads)."""
+    return subject_dir(subject, root) / "data" / f"sub-{subject}_desc-preproc_{modality}.parquet"
+
+
 def run_dir(subject: str, model: str, seed: int | str, root: str | Path = RESULTS) -> Path:
     """``results/sub-<id>/model-<name>_seed-<n>``."""
     return subject_dir(subject, root) / f"model-{model}_seed-{seed}"

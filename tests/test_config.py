@@ -10,6 +10,9 @@ import yaml
 from snakemake.utils import validate
 
 from dsrpipe import DsrpipeError
+from dsrpipe.preprocessing.eeg import EEGConfig
+from dsrpipe.preprocessing.fmri import FMRIConfig
+from dsrpipe.preprocessing.spikes import SpikesConfig
 from dsrpipe.config import (
     TOP_LEVEL_KEYS,
     DemoConfig,
@@ -27,7 +30,8 @@ CONFIG_FILE = ROOT / "config" / "config.yaml"
 SCHEMA_FILE = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 SUBJECTS_SCHEMA_FILE = ROOT / "workflow" / "schemas" / "subjects.schema.yaml"
 
-SECTIONS = {"demo": DemoConfig, "prepare": PrepareConfig, "train": TrainConfig, "evaluate": EvaluateConfig}
+SECTIONS = {"demo": DemoConfig, "eeg": EEGConfig, "fmri": FMRIConfig, "spikes": SpikesConfig,
+            "prepare": PrepareConfig, "train": TrainConfig, "evaluate": EvaluateConfig}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +49,8 @@ def _field_defaults(cls):
 
 
 def _same(a, b):
-    """Equal and of the same kind (a bool is not an int here)."""
+    """Equal and of the same kind (a bool is not an int here; a tuple default is a YAML list)."""
+    a, b = (list(v) if isinstance(v, tuple) else v for v in (a, b))
     return a == b and isinstance(a, bool) == isinstance(b, bool)
 
 
@@ -252,6 +257,9 @@ def test_load_section_file_errors(tmp_path):
      (PrepareConfig, "prepare", "min_samples=5"), (PrepareConfig, "prepare", "dt=0"),
      (EvaluateConfig, "evaluate", "d_stsp_method=kde"), (EvaluateConfig, "evaluate", "n_bins=1"),
      (EvaluateConfig, "evaluate", "fixed_point_method=newton"), (EvaluateConfig, "evaluate", "lyapunov_steps=10"),
+     (EEGConfig, "eeg", "h_freq=0.1"), (EEGConfig, "eeg", "pca_components=0"),
+     (FMRIConfig, "fmri", "tr=0"), (FMRIConfig, "fmri", "detrend=quadratic"),
+     (SpikesConfig, "spikes", "bin_width=0"), (SpikesConfig, "spikes", "segments=[-1]"),
      (DemoConfig, "demo", "subjects=[]"), (DemoConfig, "demo", "n_samples=100"), (DemoConfig, "demo", "noise=-1")],
 )
 def test_invalid_values_raise(cls, section, override):
@@ -291,9 +299,12 @@ def test_snakemake_validate_fills_defaults():
         lambda c: c.update(seeds=0),
         lambda c: c["evaluate"].update(d_stsp_method="kde"),
         lambda c: c["prepare"].update(test_fraction=1.5),
+        lambda c: c["eeg"].update(highpass=1.0),
+        lambda c: c["fmri"].update(detrend="quadratic"),
+        lambda c: c["spikes"].update(bin_width=0),
     ],
     ids=["unknown-top", "unknown-train", "unknown-demo-subject", "type-epochs", "type-standardise",
-         "type-seeds", "enum", "range"],
+         "type-seeds", "enum", "range", "unknown-eeg", "enum-fmri", "range-spikes"],
 )
 def test_snakemake_validate_rejects(config, change):
     bad = copy.deepcopy(config)

@@ -78,8 +78,9 @@ def test_workflow_runs_through_slurm_and_reruns_only_the_changed_subject(slurm, 
     first = run_on_slurm(wd)
     assert first.returncode == 0, (first.stdout + first.stderr)[-5000:]
     jobs = submitted(first)
-    # 2 subjects x (prepare, train, evaluate) went through sbatch; the report is a local rule
-    assert sorted(jobs.values()) == sorted(["prepare_data", "train_model", "evaluate_model"] * 2), jobs
+    # 2 subjects x (preprocess, prepare, train, evaluate) went through sbatch; the report is a local rule
+    assert sorted(jobs.values()) == sorted(["preprocess_recording", "prepare_data", "train_model",
+                                            "evaluate_model"] * 2), jobs
     for job_id in jobs:
         assert slurm_state(job_id) == "COMPLETED", job_id
     runs = pd.read_parquet(wd / "results/group/runs.parquet")
@@ -89,6 +90,6 @@ def test_workflow_runs_through_slurm_and_reruns_only_the_changed_subject(slurm, 
     second = run_on_slurm(wd)
     assert second.returncode == 0, (second.stdout + second.stderr)[-5000:]
     rerun = submitted(second)
-    assert sorted(rerun.values()) == ["evaluate_model", "prepare_data", "train_model"], rerun
+    assert sorted(rerun.values()) == ["evaluate_model", "prepare_data", "preprocess_recording", "train_model"], rerun
     assert {s for r, s in planned_jobs(second) if s} == {"02"}
     assert all(slurm_state(j) == "COMPLETED" for j in rerun)

@@ -57,8 +57,8 @@ def test_changed_input_reruns_only_that_subject(workdir, repo):
         jobs = planned_jobs(snakemake(workdir, "-n", repo=repo))
     finally:
         raw.write_bytes(backup)
-    assert sorted(jobs) == sorted([("prepare_data", "02"), ("train_model", "02"), ("evaluate_model", "02"),
-                                   ("report_group", ""), ("all", "")])
+    assert sorted(jobs) == sorted([("preprocess_recording", "02"), ("prepare_data", "02"), ("train_model", "02"),
+                                   ("evaluate_model", "02"), ("report_group", ""), ("all", "")])
 
 
 def test_changed_training_parameter_reruns_training_not_preparation(workdir, repo, tmp_path):
@@ -93,7 +93,7 @@ def test_bad_subject_file_fails_that_subject_with_a_clear_message(workdir, tmp_p
     df.to_csv(wd / "raw" / "s01.csv", index=False)
     proc = snakemake(wd, "--cores", "2", "--keep-going")
     assert proc.returncode != 0
-    log = (wd / "logs/sub-01/prepare.log").read_text()
+    log = (wd / "logs/sub-01/preprocess_timeseries.log").read_text()
     assert "raw/s01.csv" in log and "NaN" in log
     assert not (wd / "results/sub-01/data").exists() or not any((wd / "results/sub-01/data").iterdir())
     # the other subject finished; the group report of what is available lists the failure

@@ -14,6 +14,9 @@ DEMO = config["subjects"] is None
 MODEL = config["train"]["model"]
 SEEDS = config["seeds"]
 
+MODALITIES = ("eeg", "fmri", "spikes", "timeseries")
+OPTIONAL_COLUMNS = ("session", "modality", "dt", "atlas", "masks", "confounds")
+
 if DEMO:
     SUBJECTS = pd.DataFrame(
         {
@@ -21,25 +24,43 @@ if DEMO:
             "path": [f"resources/demo/sub-{s['id']}_timeseries.parquet" for s in config["demo"]["subjects"]],
             "dt": [config["demo"]["dt"]] * len(config["demo"]["subjects"]),
         }
-    ).set_index("subject", drop=False)
+    )
 else:
-    SUBJECTS = pd.read_csv(config["subjects"], sep="\t", dtype={"subject": str}, comment="#")
-    if "dt" not in SUBJECTS.columns:
-        SUBJECTS["dt"] = None
-    SUBJECTS = SUBJECTS.astype(object).where(SUBJECTS.notna(), None)
+    SUBJECTS = pd.read_csv(config["subjects"], sep="\t", comment="#",
+                           dtype={c: str for c in ("subject", "session", "path", "atlas", "masks", "confounds")})
+for column in OPTIONAL_COLUMNS:
+    if column not in SUBJECTS.columns:
+        SUBJECTS[column] = None
+SUBJECTS = SUBJECTS.astype(object).where(SUBJECTS.notna(), None)
+SUBJECTS["modality"] = SUBJECTS["modality"].map(lambda m: m or "timeseries")
+if not DEMO:
     validate(SUBJECTS, schema="../schemas/subjects.schema.yaml")
-    SUBJECTS = SUBJECTS.set_index("subject", drop=False)
-    if SUBJECTS.index.has_duplicates:
-        raise ValueError(f"{config['subjects']}: duplicate subjects {sorted(set(SUBJECTS.index[SUBJECTS.index.duplicated()]))}")
+    if SUBJECTS["subject"].duplicated().any():
+        repeated = sorted(set(SUBJECTS.loc[SUBJECTS["subject"].duplicated(), "subject"]))
+        raise ValueError(
+            f"{config['subjects']}: several rows for subject(s) {', '.join(repeated)}. Multimodal subjects "
+            "(several recordings of one subject) come with multimodal training (MTF, issue 4); for now "
+            "give one row per subject."
+        )
+    for row in SUBJECTS.itertuples():
+        if row.modality != "timeseries" and row.dt is not None:
+            raise ValueError(f"{config['subjects']}: subject {row.subject}: dt is only for timeseries rows; "
+                             f"{row.modality} recordings carry their own sampling interval (fmri.tr for ROI tables)")
+        if row.modality != "fmri" and (row.atlas or row.masks or row.confounds):
+            raise ValueError(f"{config['subjects']}: subject {row.subject}: atlas, masks and confounds are "
+                             f"fMRI options, not for modality {row.modality}")
+SUBJECTS = SUBJECTS.set_index("subject", drop=False)
 
 
 wildcard_constraints:
     subject="|".join(SUBJECTS["subject"]),
     seed=r"\d+",
+    modality="|".join(MODALITIES),
 
 
 PREPARED_TRAIN = str(paths.prepared("{subject}", "train", RESULTS))
 PREPARED_TEST = str(paths.prepared("{subject}", "test", RESULTS))
+PREPROCESSED = str(paths.preprocessed("{subject}", "{modality}", RESULTS))
 RUN = str(paths.run_dir("{subject}", "{model}", "{seed}", RESULTS))
 RUN_FILE = lambda name: f"{RUN}/{name}"
 
@@ -63,15 +84,50 @@ def package_code(*parts):
 COMMON_CODE = package_code("__init__.py", "config.py", "paths.py", "cli.py", "io")
 CODE = {
     "demo": COMMON_CODE + package_code("demo.py", "systems.py", "analysis/lyapunov.py"),
-    "prepare": COMMON_CODE + package_code("preprocessing"),
+    "prepare": COMMON_CODE + package_code("preprocessing/__init__.py", "preprocessing/common.py"),
     "train": COMMON_CODE + package_code("training", "models"),
     "evaluate": COMMON_CODE + package_code("evaluation.py", "analysis", "models", "training/checkpoint.py"),
     "report": COMMON_CODE + package_code("reporting"),
 }
 
 
-def raw_input(wildcards):
-    return SUBJECTS.loc[wildcards.subject, "path"]
+def preprocess_code(wildcards):
+    """The dispatcher and only the module of this subject's modality: editing eeg.py reruns EEG subjects."""
+    modality_module = [f"preprocessing/{wildcards.modality}.py"] if wildcards.modality != "timeseries" else []
+    return CODE["prepare"] + package_code("preprocessing/dispatch.py", *modality_module)
+
+
+def _recording(wildcards):
+    row = SUBJECTS.loc[wildcards.subject]
+    if row["modality"] != wildcards.modality:
+        raise ValueError(f"sub-{wildcards.subject} is a {row['modality']} recording, not {wildcards.modality}")
+    masks = [m.strip() for m in (row["masks"] or "").split(";") if m.strip()]
+    return {"path": row["path"], "atlas": row["atlas"], "masks": masks, "confounds": row["confounds"],
+            "session": row["session"], "dt": row["dt"]}
+
+
+def recording_files(wildcards):
+    """The recording and its option files that exist. A missing one is not an input, so it fails this
+    subject's job with a message naming the file instead of stopping the whole workflow."""
+    rec = _recording(wildcards)
+    files = [rec["path"], rec["atlas"], *rec["masks"], rec["confounds"]]
+    return [f for f in files if f is not None and Path(f).exists()]
+
+
+def recording_options(wildcards):
+    return _recording(wildcards)
+
+
+def modality_config(wildcards):
+    """Only this modality's config section (so changing eeg.* reruns EEG subjects only)."""
+    return config.get(wildcards.modality, {}) if wildcards.modality != "timeseries" else {}
+
+
+def prepare_input(wildcards):
+    """Demo subjects are prepared from the simulated series, others from their preprocessed recording."""
+    if DEMO:
+        return SUBJECTS.loc[wildcards.subject, "path"]
+    return PREPROCESSED.format(subject=wildcards.subject, modality=SUBJECTS.loc[wildcards.subject, "modality"])
 
 
 def subject_dt(wildcards):

@@ -1,6 +1,6 @@
 rule prepare_data:
     input:
-        raw_input,
+        prepare_input,
         code=CODE["prepare"],
     output:
         train=PREPARED_TRAIN,
