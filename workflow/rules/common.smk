@@ -35,6 +35,7 @@ SUBJECTS = SUBJECTS.astype(object).where(SUBJECTS.notna(), None)
 SUBJECTS["modality"] = SUBJECTS["modality"].map(lambda m: m or "timeseries")
 if not DEMO:
     validate(SUBJECTS, schema="../schemas/subjects.schema.yaml")
+    SUBJECTS = SUBJECTS.astype(object).where(SUBJECTS.notna(), None)  # validate() turns None back into NaN
     if SUBJECTS["subject"].duplicated().any():
         repeated = sorted(set(SUBJECTS.loc[SUBJECTS["subject"].duplicated(), "subject"]))
         raise ValueError(
