@@ -56,6 +56,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1
     backend: str = "auto"
+    device: str = "cpu"
     log_every: int = 25
     checkpoint_every: int = 100
 
@@ -67,6 +68,7 @@ class TrainConfig:
         _check(self.lr > 0 and self.lr_end > 0, "train.lr and train.lr_end must be positive")
         _check(self.teacher_noise >= 0, "train.teacher_noise must be >= 0")
         _check(self.checkpoint_every >= 0, "train.checkpoint_every must be >= 0")
+        _check(self.device in ("cpu", "cuda"), "train.device must be cpu or cuda")
         _check(self.backend in ("auto", "numba", "torch"), "train.backend must be auto, numba or torch")
 
 

@@ -145,3 +145,34 @@ def test_checkpoint_from_other_settings_is_ignored(lorenz, tmp_path):
     seen = []
     train(lorenz, other, checkpoint=ckpt, callbacks=[lambda r, m: seen.append(r.epoch)])
     assert seen == [1, 2, 3, 4]
+
+
+def test_cuda_device_without_a_gpu_is_a_clear_error(lorenz):
+    cfg = TrainConfig(hidden_dim=8, epochs=1, batches_per_epoch=2, seq_len=10, batch_size=2, device="cuda")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: tests/test_training.py::test_gpu_path_matches_cpu_reference covers it")
+    from dsrpipe import DsrpipeError
+
+    with pytest.raises(DsrpipeError, match="no CUDA GPU"):
+        train(lorenz, cfg)
+
+
+def test_numba_backend_on_a_gpu_device_is_rejected(lorenz):
+    from dsrpipe import DsrpipeError
+    from dsrpipe.training.loop import select_stepper
+
+    cfg = TrainConfig(hidden_dim=8, device="cuda", backend="numba")
+    with pytest.raises(DsrpipeError, match="CPU only"):
+        select_stepper(build_model("shPLRNN", M=3, L=8).double(), cfg)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the lent device)")
+def test_gpu_path_matches_cpu_reference(lorenz):
+    """Device check: the PyTorch path on CUDA follows the CPU reference (same batches, float64)."""
+    cfg = TrainConfig(hidden_dim=16, epochs=3, batches_per_epoch=10, seq_len=20, batch_size=4, backend="torch")
+    cpu = train(lorenz, cfg)
+    gpu = train(lorenz, dataclasses.replace(cfg, device="cuda"))
+    assert gpu.backend == "torch (cuda)"
+    np.testing.assert_allclose(gpu.history["loss"], cpu.history["loss"], rtol=1e-8)
+    for (k, a), (_, b) in zip(gpu.model.named_parameters(), cpu.model.named_parameters()):
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-7, atol=1e-9, err_msg=k)

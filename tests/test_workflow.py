@@ -71,6 +71,17 @@ def test_changed_training_parameter_reruns_training_not_preparation(workdir, rep
     assert rules.count("train_model") == 2 and rules.count("evaluate_model") == 2
 
 
+def test_cuda_training_requests_one_gpu_per_training_job(workdir, repo, tmp_path):
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    config["train"]["device"] = "cuda"
+    (tmp_path / "gpu.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(workdir, "-n", "--configfile", str(tmp_path / "gpu.yaml"), repo=repo)
+    blocks = proc.stdout.split("\n\n")
+    train_blocks = [b for b in blocks if "rule train_model:" in b]
+    assert len(train_blocks) == 2 and all("gpu=1" in b for b in train_blocks), proc.stdout[-3000:]
+    assert not any("gpu=" in b for b in blocks if "rule evaluate_model:" in b)
+
+
 def test_changed_analysis_code_reruns_only_evaluation(workdir, repo):
     source = repo / "dsrpipe" / "analysis" / "metrics.py"
     backup = source.read_text()

@@ -34,5 +34,6 @@ class SubsequenceSampler:
     def sample(self) -> torch.Tensor:
         """A batch of shape (batch_size, seq_len + 1, N)."""
         high = self.data.shape[0] - self.seq_len
+        # indices come from the (CPU) generator, so CPU and GPU runs draw the same batches
         starts = torch.randint(0, high, (self.batch_size,), generator=self.generator)
-        return self.data[starts[:, None] + self._offsets]
+        return self.data[(starts[:, None] + self._offsets).to(self.data.device)]

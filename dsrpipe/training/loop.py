@@ -145,11 +145,13 @@ def fast_path_available(model: LatentModel) -> bool:
 
 
 def select_stepper(model: LatentModel, cfg: TrainConfig):
-    """Pick the training path: ``cfg.backend`` = auto | numba | torch."""
-    if cfg.backend == "torch" or (cfg.backend == "auto" and not fast_path_available(model)):
+    """Pick the training path: ``cfg.backend`` = auto | numba | torch (the only one on a GPU)."""
+    if cfg.device != "cpu" and cfg.backend == "numba":
+        raise DsrpipeError(f"train.backend = numba runs on the CPU only; use auto or torch with device {cfg.device}")
+    if cfg.backend == "torch" or cfg.device != "cpu" or not fast_path_available(model):
+        if cfg.backend == "numba":
+            raise DsrpipeError(f"train.backend = numba has no kernel for model {model.name!r}; use auto or torch")
         return TorchStepper(model, cfg)
-    if not fast_path_available(model):
-        raise DsrpipeError(f"train.backend = numba has no kernel for model {model.name!r}; use auto or torch")
     return NumbaStepper(model, cfg)
 
 
@@ -216,8 +218,9 @@ def train(
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
-    data = torch.tensor(np.asarray(x_train), dtype=torch.float64)
-    model = model_from_config(cfg, data.shape[1]).double()
+    device = _device(cfg)
+    data = torch.tensor(np.asarray(x_train), dtype=torch.float64, device=device)
+    model = model_from_config(cfg, data.shape[1]).double().to(device)
     sampler = SubsequenceSampler(data, cfg.seq_len, cfg.batch_size, generator)
     records: list[EpochRecord] = []
     first_epoch, elapsed_before = 1, 0.0
@@ -251,8 +254,8 @@ def train(
             for b in range(cfg.batches_per_epoch):
                 batch = sampler.sample()
                 if cfg.teacher_noise > 0:
-                    batch = batch + cfg.teacher_noise * torch.randn(batch.shape, generator=generator,
-                                                                    dtype=batch.dtype)
+                    noise = torch.randn(batch.shape, generator=generator, dtype=batch.dtype)
+                    batch = batch + cfg.teacher_noise * noise.to(device)
                 value = stepper.step(batch, lr)
                 if not math.isfinite(value):
                     raise TrainingDivergedError(
@@ -277,7 +280,14 @@ def train(
                 save(epoch, record.wall_time_s)
     elapsed = time.perf_counter() - start
     history = pd.DataFrame([r.__dict__ for r in records])
-    return TrainResult(model=model, history=history, train_time_s=elapsed, backend=stepper.name)
+    name = stepper.name if device.type == "cpu" else f"{stepper.name} ({device.type})"
+    return TrainResult(model=model.cpu(), history=history, train_time_s=elapsed, backend=name)
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise DsrpipeError("train.device = cuda, but PyTorch sees no CUDA GPU here; use device: cpu")
+    return torch.device(cfg.device)
 
 
 def _load_checkpoint(path: str | os.PathLike | None, cfg: TrainConfig) -> dict | None:

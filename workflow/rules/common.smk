@@ -92,6 +92,10 @@ CODE = {
 }
 
 
+# One GPU per training job when training runs on CUDA (SLURM: --gpus=1); none otherwise.
+TRAIN_GPU = {"gpu": 1} if config["train"]["device"] == "cuda" else {}
+
+
 def preprocess_code(wildcards):
     """The dispatcher and only the module of this subject's modality: editing eeg.py reruns EEG subjects."""
     modality_module = [f"preprocessing/{wildcards.modality}.py"] if wildcards.modality != "timeseries" else []

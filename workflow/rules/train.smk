@@ -14,5 +14,6 @@ rule train_model:
     resources:
         mem_mb=lambda wc, attempt: 1000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
+        **TRAIN_GPU,
     script:
         "../scripts/train_model.py"
