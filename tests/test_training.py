@@ -63,8 +63,11 @@ def test_same_seed_same_model_different_seed_different_model(lorenz):
 
 
 def test_training_learns_lorenz(lorenz):
-    """A few hundred steps reduce the loss and the D_stsp of generated orbits well below an untrained model's."""
-    cfg = TrainConfig(hidden_dim=50, epochs=120, batches_per_epoch=5, lr=3e-3, lr_end=3e-4)
+    """1,500 steps reduce the loss and the D_stsp of generated orbits well below an untrained model's.
+
+    (600 steps gave trained/untrained ratios of 0.44-0.82 over seeds 0-3, too close to call;
+    1,500 steps gave 0.12-0.28.)"""
+    cfg = TrainConfig(hidden_dim=50, epochs=300, batches_per_epoch=5, lr=3e-3, lr_end=3e-4)
     result = train(lorenz[:5000], cfg)
     test = lorenz[5000:]
     torch.manual_seed(cfg.seed)
@@ -79,7 +82,7 @@ def test_training_learns_lorenz(lorenz):
     loss = result.history["loss"].to_numpy()
     assert loss[-10:].mean() < 0.2 * loss[:3].mean()
     trained_d, untrained_d = d_stsp(result.model), d_stsp(untrained)
-    assert trained_d < 0.5 * untrained_d, (trained_d, untrained_d)
+    assert trained_d < 0.4 * untrained_d, (trained_d, untrained_d)
 
 
 def test_divergence_is_reported(lorenz):
