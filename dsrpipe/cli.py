@@ -78,11 +78,12 @@ def cmd_evaluate(args) -> None:
     cfg = load_section(EvaluateConfig, "evaluate", args.config, args.set)
     test = load_series(args.test, dt=args.dt)
     truth = read_truth(args.truth) if args.truth else None
+    train = load_series(args.train) if args.train else None
     out = Path(args.out)
     metrics = evaluate_run(args.run_dir, test, cfg, out,
                            generated_out=args.generated or out.parent / GENERATED_FILE,
                            fixed_points_out=args.fixed_points or out.parent / FIXED_POINTS_FILE,
-                           dt=args.dt, truth=truth)
+                           dt=args.dt, truth=truth, train=train)
     print(json.dumps({k: metrics[k] for k in ("d_stsp", "d_h", f"pe_{cfg.pe_steps}", "max_lyapunov",
                                               "kaplan_yorke_dimension")}, indent=2))
 
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="metrics.json to write")
     p.add_argument("--dt", type=float, help="sampling interval (exponents per time unit)")
     p.add_argument("--truth", help="ground-truth JSON (the demo writes one per subject)")
+    p.add_argument("--train", help="training series: adds the metrics of a mean and a VAR(1) baseline")
     p.add_argument("--generated", help="where to write the generated orbit (default beside --out)")
     p.add_argument("--fixed-points", help="where to write the fixed-point table (default beside --out)")
     p.set_defaults(func=cmd_evaluate)

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from dsrpipe import DsrpipeError
+from dsrpipe.analysis.baselines import BASELINES
 from dsrpipe.analysis import (
     fixed_points,
     kaplan_yorke_dimension,
@@ -44,6 +45,30 @@ def generate_orbit(model: LatentModel, x0: np.ndarray, n_steps: int, n_drop: int
     z0 = initial_state(torch.tensor(x0, dtype=torch.float64), model.latent_dim)
     orbit = model.generate(z0, n_drop + n_steps)[n_drop:, : len(x0)]
     return orbit.numpy()
+
+
+def validation_metrics(model: LatentModel, x: np.ndarray, cfg: EvaluateConfig) -> tuple[dict[str, Any], np.ndarray]:
+    """D_stsp, D_H and PE(n) of ``model`` on the test series ``x`` (T, N), by the evaluation protocol.
+
+    Returns the metrics (plus ``generated_finite``) and the generated orbit (T, N).
+    A diverging orbit scores inf on D_stsp and D_H.
+    """
+    T = len(x)
+    gen = generate_orbit(model, x[0], T, int(round(0.25 * T)))
+    finite = bool(np.isfinite(gen).all())
+    if not finite:
+        log.warning("the generated orbit of %s diverges (non-finite values)", model.name)
+        d_stsp = d_h = math.inf
+    else:
+        if cfg.d_stsp_method == "gmm":
+            d_stsp = state_space_divergence_gmm(x, gen, scaling=cfg.gmm_scaling, seed=cfg.seed)
+        else:
+            d_stsp = state_space_divergence(x, gen, n_bins=cfg.n_bins)
+        d_h = power_spectrum_distance(x, gen, sigma=cfg.psd_sigma)
+    pe = prediction_error(model, x, n=cfg.pe_steps)
+    log.info("%s: D_stsp %.4g, D_H %.4g, PE(%d) %.4g", model.name, d_stsp, d_h, cfg.pe_steps, pe)
+    return {"d_stsp": float(d_stsp), "d_h": float(d_h), f"pe_{cfg.pe_steps}": float(pe),
+            "generated_finite": finite}, gen
 
 
 def compare_with_truth(truth: dict, spectrum: np.ndarray, fps: list, mean: np.ndarray, std: np.ndarray) -> dict:
@@ -77,8 +102,12 @@ def evaluate_model(
     *,
     dt: float | None = None,
     truth: dict | None = None,
+    train: TimeSeries | None = None,
 ) -> tuple[dict[str, Any], np.ndarray, list]:
     """Metrics of ``model`` on the standardised test series.
+
+    With ``train`` (the training segment), the same validation metrics of the
+    baselines (training mean, VAR(1) fitted on ``train``) go under ``baselines``.
 
     Returns
     -------
@@ -94,17 +123,8 @@ def evaluate_model(
         raise DsrpipeError(f"model has {model.latent_dim} latent units but the test data has {N} channels")
     dt = dt if dt is not None else test.dt
     model = model.double()
-    gen = generate_orbit(model, x[0], T, int(round(0.25 * T)))
-    finite = bool(np.isfinite(gen).all())
-    if not finite:
-        log.warning("the generated orbit diverges (non-finite values); metrics set to inf")
-    if finite and cfg.d_stsp_method == "gmm":
-        d_stsp = state_space_divergence_gmm(x, gen, scaling=cfg.gmm_scaling, seed=cfg.seed)
-    elif finite:
-        d_stsp = state_space_divergence(x, gen, n_bins=cfg.n_bins)
-    d_h = power_spectrum_distance(x, gen, sigma=cfg.psd_sigma) if finite else math.inf
-    pe = prediction_error(model, x, n=cfg.pe_steps)
-    log.info("D_stsp %.4g, D_H %.4g, PE(%d) %.4g", d_stsp if finite else math.inf, d_h, cfg.pe_steps, pe)
+    validation, gen = validation_metrics(model, x, cfg)
+    finite = validation.pop("generated_finite")
 
     z0 = initial_state(torch.tensor(x[0], dtype=torch.float64), model.latent_dim)
     spectrum = lyapunov_spectrum(model, z0, cfg.lyapunov_steps, n_transient=cfg.lyapunov_transient, dt=dt)
@@ -115,9 +135,7 @@ def evaluate_model(
                        init_points=inits)
     log.info("Lyapunov spectrum %s; %d fixed point(s)", np.round(spectrum, 4).tolist(), len(fps))
     metrics: dict[str, Any] = {
-        "d_stsp": float(d_stsp) if finite else math.inf,
-        "d_h": float(d_h),
-        f"pe_{cfg.pe_steps}": float(pe),
+        **validation,
         "lyapunov_spectrum": [float(v) for v in spectrum],
         "max_lyapunov": float(spectrum[0]),
         "kaplan_yorke_dimension": float(kaplan_yorke_dimension(spectrum)),
@@ -128,6 +146,9 @@ def evaluate_model(
         "n_test_samples": int(T),
         "evaluate_config": to_dict(cfg),
     }
+    if train is not None:
+        metrics["baselines"] = {name: validation_metrics(cls.fit(train.data), x, cfg)[0]
+                                for name, cls in BASELINES.items()}
     if truth is not None:
         stdz = test.meta.get("standardisation", {})
         mean = np.asarray(stdz.get("mean", np.zeros(N)), dtype=float)
@@ -156,10 +177,11 @@ def evaluate_run(
     fixed_points_out: str | os.PathLike | None = None,
     dt: float | None = None,
     truth: dict | None = None,
+    train: TimeSeries | None = None,
 ) -> dict[str, Any]:
     """Evaluate the trained run in ``run_dir`` and write metrics (JSON), orbit and fixed points (Parquet)."""
     model, run_cfg = load_run(run_dir)
-    metrics, gen, fps = evaluate_model(model, test, cfg, dt=dt, truth=truth)
+    metrics, gen, fps = evaluate_model(model, test, cfg, dt=dt, truth=truth, train=train)
     data_info = run_cfg.get("data", {})
     metrics = {
         "subject": str(data_info.get("subject", test.subject)),
@@ -168,6 +190,7 @@ def evaluate_run(
         "n_params": int(run_cfg["model"]["n_params"]),
         "train_time_s": float(run_cfg.get("train_time_s", math.nan)),
         "backend": run_cfg.get("backend"),
+        "modality": test.modality,
         **metrics,
     }
     if generated_out is not None:

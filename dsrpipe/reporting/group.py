@@ -61,7 +61,8 @@ def _row(data: dict, path: Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
         raise DsrpipeError(f"{path}: metrics file lacks keys {missing}")
-    row: dict[str, Any] = {"subject": str(data["subject"]), "model": str(data["model"])}
+    row: dict[str, Any] = {"subject": str(data["subject"]), "model": str(data["model"]),
+                           "modality": str(data.get("modality", "timeseries"))}
     try:
         row["seed"] = int(data["seed"])
     except (TypeError, ValueError):
@@ -74,6 +75,10 @@ def _row(data: dict, path: Path) -> dict[str, Any]:
     row["n_stable_fixed_points"] = sum(bool(fp["stable"]) for fp in fps)
     for i, v in enumerate(_numbers(data["lyapunov_spectrum"], "lyapunov_spectrum", path), 1):
         row[f"lyap_{i}"] = v
+    for name, values in (data.get("baselines") or {}).items():  # mean / VAR(1) reference models
+        for k in ("d_stsp", "d_h", "pe_20"):
+            if k in values:
+                row[f"baseline_{name}_{k}"] = _number(values[k], f"baselines.{name}.{k}", path)
     truth = data.get("truth")
     if truth is not None:
         if not isinstance(truth, dict):
@@ -188,6 +193,7 @@ def summarise(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.Data
 
     if metrics is None:
         metrics = [m for m in DEFAULT_SUMMARY_METRICS if m in df.columns]
+        metrics += sorted(c for c in df.columns if c.startswith("baseline_"))
     absent = [m for m in metrics if m not in df.columns]
     if absent:
         raise DsrpipeError(f"cannot summarise {absent}: not columns of the metrics table")

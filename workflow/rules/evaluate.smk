@@ -3,6 +3,7 @@ rule evaluate_model:
         config=RUN_FILE(paths.CONFIG_FILE),
         model=RUN_FILE(paths.MODEL_FILE),
         test=PREPARED_TEST,
+        train=PREPARED_TRAIN,
         truth=truth_input,
         code=CODE["evaluate"],
     output:

@@ -12,4 +12,5 @@ with logged(snakemake.log[0]):
     truth = read_truth(snakemake.input.truth[0]) if snakemake.input.truth else None
     evaluate_run(Path(snakemake.input.config).parent, read_timeseries(snakemake.input.test), cfg,
                  snakemake.output.metrics, generated_out=snakemake.output.generated,
-                 fixed_points_out=snakemake.output.fixed_points, dt=snakemake.params.dt, truth=truth)
+                 fixed_points_out=snakemake.output.fixed_points, dt=snakemake.params.dt, truth=truth,
+                 train=read_timeseries(snakemake.input.train))
