@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from dsrpipe import DsrpipeError, __version__
 
 log = logging.getLogger("dsrpipe")
