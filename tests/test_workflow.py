@@ -76,10 +76,15 @@ def test_cuda_training_requests_one_gpu_per_training_job(workdir, repo, tmp_path
     config["train"]["device"] = "cuda"
     (tmp_path / "gpu.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(workdir, "-n", "--configfile", str(tmp_path / "gpu.yaml"), repo=repo)
-    blocks = proc.stdout.split("\n\n")
-    train_blocks = [b for b in blocks if "rule train_model:" in b]
-    assert len(train_blocks) == 2 and all("gpu=1" in b for b in train_blocks), proc.stdout[-3000:]
-    assert not any("gpu=" in b for b in blocks if "rule evaluate_model:" in b)
+    resources, rule = [], None
+    for line in proc.stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+        elif line.strip().startswith("resources:"):
+            resources.append((rule, line))
+    train = [line for r, line in resources if r == "train_model"]
+    assert len(train) == 2 and all("gpu=1" in line for line in train), proc.stdout[-3000:]
+    assert not any("gpu=" in line for r, line in resources if r != "train_model")
 
 
 def test_changed_analysis_code_reruns_only_evaluation(workdir, repo):
