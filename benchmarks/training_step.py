@@ -13,7 +13,6 @@ import argparse
 import platform
 import time
 
-import numpy as np
 import torch
 
 from dsrpipe.config import TrainConfig

@@ -56,10 +56,4 @@ def orbit(model, z0: torch.Tensor, n_steps: int) -> torch.Tensor:
         out = _shplrnn_orbit(p["A"], p["W1"], p["W2"], p["h1"], p["h2"], bool(model.clipped),
                              z0.detach().cpu().numpy().copy(), int(n_steps))
         return torch.from_numpy(out)
-    out = torch.empty((n_steps, z0.shape[-1]), dtype=torch.float64)
-    z = z0
-    with torch.inference_mode():
-        for t in range(n_steps):
-            z = model.step(z)
-            out[t] = z
-    return out
+    return model.generate(z0, n_steps)  # the model's own torch loop

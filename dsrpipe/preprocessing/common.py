@@ -11,7 +11,7 @@ import numpy as np
 
 from dsrpipe import DsrpipeError
 from dsrpipe.config import PrepareConfig, to_dict
-from dsrpipe.io.timeseries import TimeSeries, read_table, write_timeseries
+from dsrpipe.io.timeseries import TimeSeries, load_series, write_timeseries
 
 log = logging.getLogger(__name__)
 
@@ -134,21 +134,8 @@ def prepare_file(
     ``cfg.dt`` is set. Nothing is written when a check fails.
     """
     path = Path(path)
-    dt, modality = cfg.dt, "timeseries"
-    if path.suffix.lower() == ".parquet":
-        try:
-            from dsrpipe.io.timeseries import read_timeseries
-
-            ts = read_timeseries(path)
-            data, channels = ts.data, ts.channels
-            dt = cfg.dt if cfg.dt is not None else ts.dt
-            modality = ts.modality
-        except DsrpipeError as exc:
-            if "no dsrpipe metadata" not in str(exc):
-                raise
-            data, channels = read_table(path)
-    else:
-        data, channels = read_table(path)
+    ts = load_series(path, dt=cfg.dt)  # dsrpipe Parquet keeps its dt and modality; plain tables are read as is
+    data, channels, dt, modality = ts.data, ts.channels, ts.dt, ts.modality
     provenance = {"source": str(path), "sha256": _sha256(path)}
     train, test = prepare(data, channels, subject=subject, cfg=cfg, source=str(path), dt=dt,
                           modality=modality, provenance=provenance)
