@@ -8,14 +8,24 @@ import torch
 
 from dsrpipe import DsrpipeError
 from dsrpipe.models import MODELS, ShallowPLRNN, build_model
+from dsrpipe.models.registry import size_arguments
+
+SIZES = {"hidden_dim": 9, "n_bases": 4, "n_relu": 2}
+
+
+def make(name, M=4, K=0, **sizes):
+    torch.manual_seed(3)
+    model = build_model(name, M=M, K=K, **size_arguments(name, {**SIZES, **sizes})).double()
+    with torch.no_grad():  # move the biases off zero so every region is exercised
+        for p in model.parameters():
+            if p.ndim == 1 and p.shape[0] == M and not torch.equal(p, model.A):
+                p.normal_()
+    return model
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_jacobian_matches_autograd(name):
-    torch.manual_seed(3)
-    model = build_model(name, M=4, L=9).double()
-    with torch.no_grad():
-        model.h1.normal_()
+    model = make(name)
     z = torch.randn(6, 4, dtype=torch.float64) * 2
     J = model.jacobian(z)
     assert J.shape == (6, 4, 4)
@@ -26,11 +36,47 @@ def test_jacobian_matches_autograd(name):
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_step_shapes_and_parameter_count(name):
-    M, L = 3, 7
-    model = build_model(name, M=M, L=L)
-    assert model.step(torch.zeros(M)).shape == (M,)
-    assert model.step(torch.zeros(5, 2, M)).shape == (5, 2, M)
-    assert model.n_params == M + M * L + L * M + M + L
+    M, K, L, B, P = 3, 2, 7, 5, 2
+    model = make(name, M=M, K=K, hidden_dim=L, n_bases=B, n_relu=P)
+    assert model.step(torch.zeros(M, dtype=torch.float64)).shape == (M,)
+    assert model.step(torch.zeros(5, 2, M, dtype=torch.float64)).shape == (5, 2, M)
+    expected = {
+        "PLRNN": M + M * M + M,
+        "ALRNN": M + M * M + M,
+        "dendPLRNN": M + M * M + M + B + M * B,
+        "clipped-dendPLRNN": M + M * M + M + B + M * B,
+        "shPLRNN": M + M * L + L * M + M + L,
+        "clipped-shPLRNN": M + M * L + L * M + M + L,
+    }[name]
+    assert model.n_params == expected + M * K
+    rebuilt = build_model(name, **model.hyperparameters())
+    assert rebuilt.n_params == model.n_params
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_external_inputs_add_C_s(name):
+    model = make(name, M=3, K=2)
+    z = torch.randn(4, 3, dtype=torch.float64)
+    s = torch.randn(4, 2, dtype=torch.float64)
+    expected = model.step(z) + s @ model.C.detach().T
+    np.testing.assert_allclose(model.step(z, s).detach().numpy(), expected.detach().numpy(), atol=1e-13)
+    orbit = model.generate(z[0], 5, inputs=s[:, None].expand(4, 1, 2)[:4, 0].repeat(2, 1)[:5])
+    assert orbit.shape == (5, 3)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_region_affine_form_reproduces_the_map(name):
+    """In the region of z the map is affine: F(z) = J z + c with (J, c) = affine(region(z))."""
+    model = make(name)
+    z = torch.randn(50, 4, dtype=torch.float64) * 2
+    code = model.region(z)
+    assert code.dtype == torch.bool and code.shape == (50, model.region_size)
+    J, c = model.affine(code)
+    np.testing.assert_allclose((J @ z.unsqueeze(-1)).squeeze(-1).add(c).detach().numpy(),
+                               model.step(z).detach().numpy(), atol=1e-12)
+    # a region visited by two states gives the same affine map for both
+    one = model.affine(code[0])
+    np.testing.assert_allclose(one[0].detach().numpy(), J[0].detach().numpy())
 
 
 def test_tutorial_state_dict_layout_loads():
@@ -55,7 +101,7 @@ def test_tutorial_state_dict_layout_loads():
 def test_norm_bound_bounds_the_jacobian():
     torch.manual_seed(0)
     for name in MODELS:
-        model = build_model(name, M=3, L=20).double()
+        model = make(name, M=3, hidden_dim=20)
         J = model.jacobian(torch.randn(200, 3, dtype=torch.float64) * 3)
         assert torch.linalg.matrix_norm(J, ord=2).max() <= model.norm_bound() + 1e-12
 
@@ -65,12 +111,11 @@ def test_unknown_model_name():
         build_model("PLRNNX", M=3, L=4)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(n for n in MODELS if "shPLRNN" in n))
 def test_compiled_orbit_kernel_matches_the_models_step(name):
     from dsrpipe.models.kernels import has_orbit_kernel, orbit
 
-    torch.manual_seed(5)
-    model = build_model(name, M=3, L=20).double()
+    model = make(name, M=3, hidden_dim=20)
     assert has_orbit_kernel(model)
     z0 = torch.randn(3, dtype=torch.float64)
     ref, z = [], z0
