@@ -39,20 +39,32 @@ class PrepareConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Model and generalized-teacher-forcing training settings."""
+    """Model, readout, teacher-forcing and optimiser settings of one training run."""
 
     model: str = "shPLRNN"
     latent_dim: int | None = None
     hidden_dim: int = 50
+    n_bases: int = 20
+    n_relu: int = 2
+    readout: str = "identity"
+    forcing: str = "gtf"
     alpha: float = 0.125
+    alpha_mode: str = "fixed"
+    alpha_every: int = 5
+    stf_tau: int | None = None
     epochs: int = 1000
     batches_per_epoch: int = 50
     batch_size: int = 16
     seq_len: int = 75
     lr: float = 1e-3
     lr_end: float = 1e-5
+    lr_schedule: str = "exponential"
     grad_clip_norm: float | None = 10.0
     teacher_noise: float = 0.0
+    l2: float = 0.0
+    mar_fraction: float = 0.0
+    mar_lambda: float = 1.0
+    validation_fraction: float = 0.1
     seed: int = 0
     threads: int = 1
     backend: str = "auto"
@@ -61,15 +73,29 @@ class TrainConfig:
     checkpoint_every: int = 100
 
     def __post_init__(self) -> None:
+        from dsrpipe.models.registry import MODELS
+
+        _check(self.model in MODELS, f"train.model must be one of {', '.join(sorted(MODELS))}, got {self.model!r}")
         _check(0 <= self.alpha <= 1, "train.alpha must be in [0, 1]")
-        for key in ("hidden_dim", "epochs", "batches_per_epoch", "batch_size", "seq_len", "threads", "log_every"):
+        for key in ("hidden_dim", "n_bases", "epochs", "batches_per_epoch", "batch_size", "seq_len", "threads",
+                    "log_every", "alpha_every"):
             _check(getattr(self, key) >= 1, f"train.{key} must be >= 1")
+        _check(self.n_relu >= 0, "train.n_relu must be >= 0")
         _check(self.latent_dim is None or self.latent_dim >= 1, "train.latent_dim must be >= 1")
         _check(self.lr > 0 and self.lr_end > 0, "train.lr and train.lr_end must be positive")
         _check(self.teacher_noise >= 0, "train.teacher_noise must be >= 0")
         _check(self.checkpoint_every >= 0, "train.checkpoint_every must be >= 0")
         _check(self.device in ("cpu", "cuda"), "train.device must be cpu or cuda")
         _check(self.backend in ("auto", "numba", "torch"), "train.backend must be auto, numba or torch")
+        _check(self.readout in ("identity", "affine"), "train.readout must be identity or affine")
+        _check(self.forcing in ("gtf", "stf"), "train.forcing must be gtf or stf")
+        _check(self.alpha_mode in ("fixed", "adaptive"), "train.alpha_mode must be fixed or adaptive")
+        _check(self.stf_tau is None or self.stf_tau >= 1, "train.stf_tau must be >= 1 (or null: estimate it)")
+        _check(self.lr_schedule in ("exponential", "cosine", "constant"),
+               "train.lr_schedule must be exponential, cosine or constant")
+        _check(self.l2 >= 0 and self.mar_lambda >= 0, "train.l2 and train.mar_lambda must be >= 0")
+        _check(0 <= self.mar_fraction <= 1, "train.mar_fraction must be in [0, 1]")
+        _check(0 <= self.validation_fraction < 0.5, "train.validation_fraction must be in [0, 0.5)")
 
 
 @dataclass(frozen=True)

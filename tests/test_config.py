@@ -129,7 +129,7 @@ def test_section_keys_agree(schema, config, section):
 
 # ---------------------------------------------------------------- (d) commented config.yaml
 
-KEY_LINE = re.compile(r"^(\s*)[a-z_]+:")
+KEY_LINE = re.compile(r"^(\s*)[a-z_][a-z0-9_]*:")
 
 
 def _uncommented_keys(lines):

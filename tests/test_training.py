@@ -9,6 +9,7 @@ import torch
 from dsrpipe.analysis import state_space_divergence
 from dsrpipe.config import TrainConfig
 from dsrpipe.models import build_model
+from dsrpipe.models.readout import Readout
 
 FAST_MODELS = ["clipped-shPLRNN", "shPLRNN"]
 from dsrpipe.systems import simulate_lorenz63
@@ -172,7 +173,7 @@ def test_numba_backend_on_a_gpu_device_is_rejected(lorenz):
 
     cfg = TrainConfig(hidden_dim=8, device="cuda", backend="numba")
     with pytest.raises(DsrpipeError, match="CPU only"):
-        select_stepper(build_model("shPLRNN", M=3, L=8).double(), cfg)
+        select_stepper(build_model("shPLRNN", M=3, L=8).double(), Readout("identity", 3, 3), cfg)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the lent device)")

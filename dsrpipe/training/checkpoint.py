@@ -13,13 +13,17 @@ import torch
 from dsrpipe import DsrpipeError, __version__
 from dsrpipe.io.atomic import atomic_path, write_json
 from dsrpipe.models import LatentModel, build_model
+from dsrpipe.models.readout import Readout
 from dsrpipe.paths import CONFIG_FILE, MODEL_FILE, TRAIN_LOG_FILE
 
 
-def save_run(run_dir: str | os.PathLike, model: LatentModel, history: pd.DataFrame, info: dict[str, Any]) -> None:
+def save_run(run_dir: str | os.PathLike, model: LatentModel, history: pd.DataFrame, info: dict[str, Any],
+             readout: Readout | None = None) -> None:
     """Write ``model.pt`` (state dict), ``training_log.parquet`` and ``config.json``.
 
-    ``config.json`` is written last: its presence marks a complete run.
+    The readout's parameters (a few numbers) go into ``config.json`` under
+    ``readout``, exactly (JSON floats round-trip). ``config.json`` is written
+    last: its presence marks a complete run.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -32,6 +36,9 @@ def save_run(run_dir: str | os.PathLike, model: LatentModel, history: pd.DataFra
         "model": {"name": model.name, "hyperparameters": model.hyperparameters(), "n_params": model.n_params},
         **info,
     }
+    if readout is not None:
+        config["readout"] = {**readout.hyperparameters(),
+                             "state": {k: v.detach().cpu().tolist() for k, v in readout.state_dict().items()}}
     write_json(config, run_dir / CONFIG_FILE)
 
 
@@ -46,7 +53,7 @@ def load_run(run_dir: str | os.PathLike) -> tuple[LatentModel, dict[str, Any]]:
         spec = config["model"]
     except (json.JSONDecodeError, KeyError) as exc:
         raise DsrpipeError(f"{cfg_path}: unreadable run config ({exc})") from exc
-    model = build_model(spec["name"], **spec["hyperparameters"])
+    model = build_model(spec["name"], **spec["hyperparameters"]).double()  # trained in float64: load exactly
     try:
         state = torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
@@ -54,3 +61,19 @@ def load_run(run_dir: str | os.PathLike) -> tuple[LatentModel, dict[str, Any]]:
         raise DsrpipeError(f"{run_dir / MODEL_FILE}: cannot load model ({exc})") from exc
     model.eval()
     return model, config
+
+
+def load_reconstruction(run_dir: str | os.PathLike) -> tuple[LatentModel, Readout, dict[str, Any]]:
+    """Load a trained model, its readout and its run config from ``run_dir``.
+
+    A run written before readouts were saved gets the identity readout with a zero
+    initial map (what it was trained with).
+    """
+    model, config = load_run(run_dir)
+    spec = config.get("readout")
+    if spec is None:
+        n_obs = len(config.get("data", {}).get("channels") or []) or model.latent_dim
+        return model, Readout("identity", n_obs, model.latent_dim).double(), config
+    readout = Readout(spec["kind"], spec["n_obs"], spec["latent_dim"]).double()
+    readout.load_state_dict({k: torch.tensor(v, dtype=torch.float64) for k, v in spec["state"].items()})
+    return model, readout, config

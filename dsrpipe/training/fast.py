@@ -1,6 +1,6 @@
 """Fused CPU training kernels (Numba): GTF forward, BPTT backward and RAdam in one call.
 
-The PyTorch path (:func:`dsrpipe.training.forcing.gtf_loss` with autograd and
+The PyTorch path (:func:`dsrpipe.training.forcing.forced_loss` with autograd and
 ``torch.optim.RAdam``) is the reference. A kernel here must reproduce it: the
 tests compare loss, gradients and the parameter trajectory over several
 optimiser steps in float64 for every model that has a kernel.
@@ -179,3 +179,58 @@ def shplrnn_gtf_loss_and_grads(arrays, X, alpha, clipped):
     grads = [np.zeros_like(arrays[n]) for n in names]
     loss = _shplrnn_gtf_grad(*(arrays[n] for n in names), X, alpha, clipped, *grads)
     return loss, dict(zip(names, grads))
+
+
+def fast_path_available(model, readout, cfg) -> tuple[bool, str]:
+    """Whether a fused kernel covers this model and training setting, and if not, why."""
+    from dsrpipe.models.shallow import ShallowPLRNN
+
+    if not isinstance(model, ShallowPLRNN):
+        return False, f"no kernel for model {model.name}"
+    if readout.kind != "identity" or readout.latent_dim != readout.n_obs:
+        return False, "the kernel covers the identity readout with latent_dim = channels"
+    if cfg.forcing != "gtf" or cfg.alpha_mode != "fixed":
+        return False, "the kernel covers GTF with a fixed alpha"
+    if model.input_dim:
+        return False, "the kernel has no external inputs"
+    if cfg.l2 > 0 or cfg.mar_fraction > 0:
+        return False, "the kernel has no regularisation"
+    return True, ""
+
+
+class NumbaStepper:
+    """The fused Numba kernel (shPLRNN family, GTF with fixed alpha, identity readout with M = N)."""
+
+    name = "numba"
+    _names = ("A", "W1", "W2", "h1", "h2")
+
+    def __init__(self, model, readout, cfg) -> None:
+        self.model, self.cfg = model, cfg
+        self.params = tuple(getattr(model, n).detach().numpy().astype(np.float64).copy() for n in self._names)
+        self.grads = tuple(np.zeros_like(p) for p in self.params)
+        self.m = tuple(np.zeros_like(p) for p in self.params)
+        self.v = tuple(np.zeros_like(p) for p in self.params)
+        self.n_steps = 0
+        self.states = None
+
+    def step(self, batch, lr: float, weights, inputs=None) -> float:
+        self.n_steps += 1
+        clip = self.cfg.grad_clip_norm if self.cfg.grad_clip_norm is not None else -1.0
+        return shplrnn_gtf_train_step(self.params, self.grads, self.m, self.v, batch.numpy(),
+                                      float(weights[0]), bool(self.model.clipped), float(lr),
+                                      float(self.n_steps), float(clip))
+
+    def finish(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for name, value in zip(self._names, self.params):
+                getattr(self.model, name).copy_(torch.from_numpy(value))
+
+    def state_dict(self) -> dict:
+        return {"m": [a.copy() for a in self.m], "v": [a.copy() for a in self.v], "n_steps": self.n_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        for dst, src in zip(self.m + self.v, list(state["m"]) + list(state["v"])):
+            dst[...] = src
+        self.n_steps = int(state["n_steps"])

@@ -25,8 +25,11 @@ from dsrpipe import DsrpipeError
 from dsrpipe.config import TrainConfig
 from dsrpipe.io.atomic import atomic_path
 from dsrpipe.models import LatentModel, build_model
+from dsrpipe.models.readout import Readout
+from dsrpipe.models.registry import size_arguments
 from dsrpipe.training.data import SubsequenceSampler
-from dsrpipe.training.forcing import gtf_loss
+from dsrpipe.training.forcing import AdaptiveAlpha, estimate_stf_tau, forced_loss, forcing_weights
+from dsrpipe.training.regularisation import regularisation
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +57,34 @@ class TrainResult:
     history: pd.DataFrame
     train_time_s: float
     backend: str = "torch"
+    readout: Readout | None = None
+    #: the STF interval used (None under GTF)
+    stf_tau: int | None = None
+
+
+def build_from_config(cfg: TrainConfig, n_channels: int, n_inputs: int = 0) -> tuple[LatentModel, Readout]:
+    """The configured model and readout for ``n_channels`` data and ``n_inputs`` input channels."""
+    M = cfg.latent_dim or n_channels
+    if cfg.model == "ALRNN" and cfg.n_relu > M:
+        raise DsrpipeError(f"train.n_relu = {cfg.n_relu} is larger than the latent dimension {M}")
+    readout = Readout(cfg.readout, n_channels, M)
+    model = build_model(cfg.model, M=M, K=n_inputs, **size_arguments(cfg.model, cfg))
+    return model, readout
 
 
 def model_from_config(cfg: TrainConfig, n_channels: int) -> LatentModel:
-    """Build the configured model for data with ``n_channels`` channels (identity readout)."""
-    M = cfg.latent_dim or n_channels
-    if M < n_channels:
-        raise DsrpipeError(
-            f"train.latent_dim = {M} is smaller than the {n_channels} data channels; "
-            "the identity readout needs latent_dim >= channels"
-        )
-    return build_model(cfg.model, M=M, L=cfg.hidden_dim)
+    """Build the configured model for data with ``n_channels`` channels (checks the readout)."""
+    return build_from_config(cfg, n_channels)[0]
+
+
+def learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    """The learning rate of ``epoch`` (1-based) under ``cfg.lr_schedule``."""
+    frac = (epoch - 1) / max(cfg.epochs - 1, 1)
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr_end + 0.5 * (cfg.lr - cfg.lr_end) * (1 + math.cos(math.pi * frac))
+    return cfg.lr * (cfg.lr_end / cfg.lr) ** frac
 
 
 class TorchStepper:
@@ -72,21 +92,24 @@ class TorchStepper:
 
     name = "torch"
 
-    def __init__(self, model: LatentModel, cfg: TrainConfig) -> None:
-        self.model, self.cfg = model, cfg
-        self.optimiser = torch.optim.RAdam(model.parameters(), lr=cfg.lr)
+    def __init__(self, model: LatentModel, readout: Readout, cfg: TrainConfig) -> None:
+        self.model, self.readout, self.cfg = model, readout, cfg
+        self.optimiser = torch.optim.RAdam(list(model.parameters()) + list(readout.parameters()), lr=cfg.lr)
+        self.states: torch.Tensor | None = None
 
-    def step(self, batch: torch.Tensor, lr: float) -> float:
+    def step(self, batch: torch.Tensor, lr: float, weights: torch.Tensor, inputs: torch.Tensor | None = None) -> float:
         for group in self.optimiser.param_groups:
             group["lr"] = lr
         self.optimiser.zero_grad(set_to_none=True)
-        loss = gtf_loss(self.model, batch, self.cfg.alpha)
+        loss, self.states = forced_loss(self.model, self.readout, batch, weights, inputs)
         value = float(loss.detach())
         if not math.isfinite(value):
             return value
-        loss.backward()
-        if self.cfg.grad_clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip_norm)
+        cfg = self.cfg
+        (loss + regularisation(self.model, cfg.l2, cfg.mar_fraction, cfg.mar_lambda)).backward()
+        if cfg.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_([p for g in self.optimiser.param_groups for p in g["params"]],
+                                           cfg.grad_clip_norm)
         self.optimiser.step()
         return value
 
@@ -100,59 +123,20 @@ class TorchStepper:
         self.optimiser.load_state_dict(state["optimiser"])
 
 
-class NumbaStepper:
-    """The fused Numba kernel of :mod:`dsrpipe.training.fast` (shPLRNN family, GTF)."""
-
-    name = "numba"
-    _names = ("A", "W1", "W2", "h1", "h2")
-
-    def __init__(self, model: LatentModel, cfg: TrainConfig) -> None:
-        self.model, self.cfg = model, cfg
-        self.params = tuple(getattr(model, n).detach().numpy().astype(np.float64).copy() for n in self._names)
-        self.grads = tuple(np.zeros_like(p) for p in self.params)
-        self.m = tuple(np.zeros_like(p) for p in self.params)
-        self.v = tuple(np.zeros_like(p) for p in self.params)
-        self.n_steps = 0
-
-    def step(self, batch: torch.Tensor, lr: float) -> float:
-        from dsrpipe.training.fast import shplrnn_gtf_train_step
-
-        self.n_steps += 1
-        clip = self.cfg.grad_clip_norm if self.cfg.grad_clip_norm is not None else -1.0
-        return shplrnn_gtf_train_step(self.params, self.grads, self.m, self.v, batch.numpy(),
-                                      float(self.cfg.alpha), bool(self.model.clipped), float(lr),
-                                      float(self.n_steps), float(clip))
-
-    def finish(self) -> None:
-        with torch.no_grad():
-            for name, value in zip(self._names, self.params):
-                getattr(self.model, name).copy_(torch.from_numpy(value))
-
-    def state_dict(self) -> dict:
-        return {"m": [a.copy() for a in self.m], "v": [a.copy() for a in self.v], "n_steps": self.n_steps}
-
-    def load_state_dict(self, state: dict) -> None:
-        for dst, src in zip(self.m + self.v, list(state["m"]) + list(state["v"])):
-            dst[...] = src
-        self.n_steps = int(state["n_steps"])
-
-
-def fast_path_available(model: LatentModel) -> bool:
-    """True when a fused kernel covers this model (shPLRNN and clipped shPLRNN under GTF)."""
-    from dsrpipe.models.shallow import ShallowPLRNN
-
-    return isinstance(model, ShallowPLRNN)
-
-
-def select_stepper(model: LatentModel, cfg: TrainConfig):
+def select_stepper(model: LatentModel, readout: Readout, cfg: TrainConfig):
     """Pick the training path: ``cfg.backend`` = auto | numba | torch (the only one on a GPU)."""
+    from dsrpipe.training.fast import NumbaStepper, fast_path_available
+
     if cfg.device != "cpu" and cfg.backend == "numba":
         raise DsrpipeError(f"train.backend = numba runs on the CPU only; use auto or torch with device {cfg.device}")
-    if cfg.backend == "torch" or cfg.device != "cpu" or not fast_path_available(model):
+    available, why = fast_path_available(model, readout, cfg)
+    if cfg.backend == "torch" or cfg.device != "cpu" or not available:
         if cfg.backend == "numba":
-            raise DsrpipeError(f"train.backend = numba has no kernel for model {model.name!r}; use auto or torch")
-        return TorchStepper(model, cfg)
-    return NumbaStepper(model, cfg)
+            raise DsrpipeError(f"train.backend = numba has no kernel for this setting ({why}); use auto or torch")
+        if cfg.backend == "auto" and cfg.device == "cpu":
+            log.info("no fused kernel for this setting (%s); using the PyTorch path", why)
+        return TorchStepper(model, readout, cfg)
+    return NumbaStepper(model, readout, cfg)
 
 
 class TrainingInterrupted(DsrpipeError):
@@ -189,10 +173,11 @@ def train(
     x_train: np.ndarray,
     cfg: TrainConfig,
     *,
+    inputs: np.ndarray | None = None,
     callbacks: Sequence[Callable[[EpochRecord, LatentModel], None]] = (),
     checkpoint: str | os.PathLike | None = None,
 ) -> TrainResult:
-    """Train a model on a standardised trajectory with generalized teacher forcing.
+    """Train a model on a standardised trajectory with teacher forcing.
 
     Both training paths (fused Numba kernel and PyTorch autograd) compute in
     float64 from the same seeded batches, so they follow the same parameter
@@ -202,6 +187,8 @@ def train(
     ----------
     x_train : ndarray, shape (T, N)
     cfg : TrainConfig
+    inputs : ndarray, shape (T, K), optional
+        External inputs aligned with ``x_train`` (``inputs[t]`` drives the step into ``x_train[t]``).
     callbacks : called after every epoch with the epoch record and the model.
     checkpoint : path of a checkpoint file. Written every ``cfg.checkpoint_every``
         epochs and when SIGTERM/SIGINT arrives; if it exists and was written with
@@ -219,54 +206,86 @@ def train(
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     device = _device(cfg)
-    data = torch.tensor(np.asarray(x_train), dtype=torch.float64, device=device)
-    model = model_from_config(cfg, data.shape[1]).double().to(device)
+    x_train = np.asarray(x_train)
+    if inputs is not None:
+        inputs = np.asarray(inputs)
+        if inputs.ndim != 2 or len(inputs) != len(x_train):
+            raise DsrpipeError(f"inputs must have shape ({len(x_train)}, K), got {inputs.shape}")
+    n_inputs = 0 if inputs is None else inputs.shape[1]
+    series = np.concatenate([x_train, inputs], axis=1) if n_inputs else x_train
+    data = torch.tensor(series, dtype=torch.float64, device=device)
+    N = x_train.shape[1]
+    model, readout = build_from_config(cfg, N, n_inputs)
+    model, readout = model.double().to(device), readout.double().to(device)
+    readout.init_from_data(x_train)
     sampler = SubsequenceSampler(data, cfg.seq_len, cfg.batch_size, generator)
+    tau = None
+    if cfg.forcing == "stf":
+        tau = cfg.stf_tau or estimate_stf_tau(x_train)
+        log.info("sparse teacher forcing every %d steps%s", tau, "" if cfg.stf_tau else " (estimated from the data)")
+    schedule = AdaptiveAlpha(start=1.0, every=cfg.alpha_every) if cfg.alpha_mode == "adaptive" else None
     records: list[EpochRecord] = []
-    first_epoch, elapsed_before = 1, 0.0
+    first_epoch, elapsed_before, n_steps = 1, 0.0, 0
     state = _load_checkpoint(checkpoint, cfg)
     if state is not None:
         model.load_state_dict(state["model"])
+        readout.load_state_dict(state["readout"])
         generator.set_state(state["generator"])
         records = [EpochRecord(**r) for r in state["history"]]
-        first_epoch, elapsed_before = state["epoch"] + 1, state["elapsed"]
+        first_epoch, elapsed_before, n_steps = state["epoch"] + 1, state["elapsed"], state["n_steps"]
+        if schedule is not None:
+            schedule.load_state_dict(state["alpha"])
         log.info("resuming from %s at epoch %d", checkpoint, first_epoch)
-    stepper = select_stepper(model, cfg)
+    stepper = select_stepper(model, readout, cfg)
     if state is not None:
         stepper.load_state_dict(state["stepper"])
-    log.info("training %s (%d parameters) on %d x %d samples with the %s path", model.name,
-             model.n_params, data.shape[0], data.shape[1], stepper.name)
-    gamma = math.exp(math.log(cfg.lr_end / cfg.lr) / max(cfg.epochs - 1, 1))
+    log.info("training %s (%d parameters, %s readout, %s%s) on %d x %d samples%s with the %s path", model.name,
+             model.n_params, cfg.readout, cfg.forcing, " adaptive alpha" if schedule else "", data.shape[0], N,
+             f" and {n_inputs} inputs" if n_inputs else "", stepper.name)
+
+    def weights_now() -> torch.Tensor:
+        alpha = schedule.alpha if schedule is not None else cfg.alpha
+        return forcing_weights(cfg.forcing, cfg.seq_len, alpha, tau)
 
     def save(epoch: int, elapsed: float) -> None:
         if checkpoint is None:
             return
         with atomic_path(checkpoint) as tmp:
             torch.save({"key": _resume_key(cfg), "epoch": epoch, "model": model.state_dict(),
-                        "stepper": stepper.state_dict(), "generator": generator.get_state(),
-                        "history": [r.__dict__ for r in records], "elapsed": elapsed}, tmp)
+                        "readout": readout.state_dict(), "stepper": stepper.state_dict(),
+                        "generator": generator.get_state(), "history": [r.__dict__ for r in records],
+                        "elapsed": elapsed, "n_steps": n_steps,
+                        "alpha": schedule.state_dict() if schedule is not None else None}, tmp)
 
+    weights = weights_now()
     start = time.perf_counter() - elapsed_before
     with _StopSignal() as stop:
         for epoch in range(first_epoch, cfg.epochs + 1):
-            lr = cfg.lr * gamma ** (epoch - 1)
+            lr = learning_rate(cfg, epoch)
             total = 0.0
             for b in range(cfg.batches_per_epoch):
-                batch = sampler.sample()
+                window = sampler.sample()
+                batch, batch_inputs = (window[..., :N], window[..., N:]) if n_inputs else (window, None)
                 if cfg.teacher_noise > 0:
                     noise = torch.randn(batch.shape, generator=generator, dtype=batch.dtype)
                     batch = batch + cfg.teacher_noise * noise.to(device)
-                value = stepper.step(batch, lr)
+                n_steps += 1
+                value = stepper.step(batch, lr, weights, batch_inputs)
                 if not math.isfinite(value):
                     raise TrainingDivergedError(
                         f"training diverged: loss = {value} at epoch {epoch}, batch {b + 1} "
                         f"(try a smaller train.lr or a larger train.alpha)"
                     )
+                if schedule is not None and schedule.due(n_steps):
+                    stepper.finish()
+                    schedule.update(schedule.estimate(model, stepper.states))
+                    weights = weights_now()
                 total += value
             stepper.finish()
             if not all(torch.isfinite(p).all() for p in model.parameters()):
                 raise TrainingDivergedError(f"training diverged: non-finite parameters after epoch {epoch}")
-            record = EpochRecord(epoch, total / cfg.batches_per_epoch, cfg.alpha, lr, time.perf_counter() - start)
+            alpha = schedule.alpha if schedule is not None else (cfg.alpha if cfg.forcing == "gtf" else 1.0 / tau)
+            record = EpochRecord(epoch, total / cfg.batches_per_epoch, alpha, lr, time.perf_counter() - start)
             records.append(record)
             for callback in callbacks:
                 callback(record, model)
@@ -281,7 +300,8 @@ def train(
     elapsed = time.perf_counter() - start
     history = pd.DataFrame([r.__dict__ for r in records])
     name = stepper.name if device.type == "cpu" else f"{stepper.name} ({device.type})"
-    return TrainResult(model=model.cpu(), history=history, train_time_s=elapsed, backend=name)
+    return TrainResult(model=model.cpu(), history=history, train_time_s=elapsed, backend=name,
+                       readout=readout.cpu(), stf_tau=tau)
 
 
 def _device(cfg: TrainConfig) -> torch.device:

@@ -3,36 +3,65 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 
+import numpy as np
+
 from dsrpipe.config import TrainConfig, to_dict
-from dsrpipe.io.timeseries import load_series
+from dsrpipe.io.timeseries import CONTINUOUS, COUNT, INPUT, load_series
 from dsrpipe.paths import CHECKPOINT_FILE
 from dsrpipe.training.checkpoint import save_run
 from dsrpipe.training.loop import TrainResult, train
 from dsrpipe.training.progress import Progress
+from dsrpipe.training.selection import MIN_VALIDATION_SAMPLES, validation_scores
 
 log = logging.getLogger(__name__)
 
 
 def train_file(data_path: str | os.PathLike, run_dir: str | os.PathLike, cfg: TrainConfig) -> TrainResult:
     """Train on the series in ``data_path`` (dsrpipe Parquet or a plain table used as it is)
-    and write ``model.pt``, ``config.json`` and ``training_log.parquet`` to ``run_dir``."""
-    ts = load_series(data_path)
+    and write ``model.pt``, ``config.json`` and ``training_log.parquet`` to ``run_dir``.
+
+    Continuous and count channels are modelled; ``input`` channels drive the model
+    as external inputs. The last ``cfg.validation_fraction`` of the series is held
+    out and scored (validation D_stsp, D_H) for restart selection.
+    """
+    ts = load_series(data_path, types=None)
+    observed = ts.select(CONTINUOUS, COUNT)
+    inputs = ts.select(INPUT) if INPUT in ts.channel_types else None
+    x = observed.data
+    u = None if inputs is None else inputs.data
+    n_val = int(round(cfg.validation_fraction * len(x)))
+    if 0 < n_val < MIN_VALIDATION_SAMPLES:
+        log.warning("validation tail of %d samples is too short to score (< %d); training on all %d samples",
+                    n_val, MIN_VALIDATION_SAMPLES, len(x))
+        n_val = 0
+    n_fit = len(x) - n_val
     label = f"sub-{ts.subject} {cfg.model} seed {cfg.seed}"
     checkpoint = Path(run_dir) / CHECKPOINT_FILE
-    result = train(ts.data, cfg, callbacks=[Progress(cfg.epochs, cfg.log_every, label=label)],
-                   checkpoint=checkpoint)
+    result = train(x[:n_fit], cfg, inputs=None if u is None else u[:n_fit],
+                   callbacks=[Progress(cfg.epochs, cfg.log_every, label=label)], checkpoint=checkpoint)
+    validation = None
+    if n_val:
+        validation = validation_scores(result.model, result.readout, x[n_fit:],
+                                       None if u is None else u[n_fit:])
+        log.info("validation on the last %d training samples: D_stsp %.4g, D_H %.4g", n_val,
+                 validation["d_stsp"], validation["d_h"])
     info = {
         "train": to_dict(cfg),
         "backend": result.backend,
         "train_time_s": result.train_time_s,
         "final_loss": float(result.history["loss"].iloc[-1]),
-        "data": {"path": str(data_path), "subject": ts.subject, "channels": ts.channels, "dt": ts.dt,
-                 "n_samples": ts.n_samples, "standardisation": ts.meta.get("standardisation")},
+        "stf_tau": result.stf_tau,
+        "validation": validation,
+        "data": {"path": str(data_path), "subject": ts.subject, "channels": observed.channels,
+                 "inputs": [] if inputs is None else inputs.channels, "dt": ts.dt,
+                 "n_samples": int(len(x)), "n_fit": int(n_fit), "n_validation": int(n_val),
+                 "standardisation": ts.meta.get("standardisation")},
     }
-    save_run(run_dir, result.model, result.history, info)
+    save_run(run_dir, result.model, result.history, info, readout=result.readout)
     checkpoint.unlink(missing_ok=True)
     log.info("trained %s in %.1f s (%s path); final loss %.4g -> %s", label, result.train_time_s,
              result.backend, info["final_loss"], run_dir)
