@@ -51,9 +51,16 @@ def test_fmri_roi_table_keeps_bold_and_names_inputs_and_labels(files, tmp_path, 
     assert main(["preprocess", "--modality", "fmri", str(files["roi"]), "--out", str(out)]) == 2
     assert "set fmri.tr" in capsys.readouterr().err and not out.exists()
     assert main(["preprocess", "--modality", "fmri", str(files["roi"]), "--out", str(out), "--set", "tr=1.5"]) == 0
-    ts = read_timeseries(out)
+    ts = read_timeseries(out)  # by default the modelled (BOLD) channels only
     assert (ts.channels, ts.dt) == (["roi_a", "roi_b"], 1.5)
     assert ts.meta["fmri"]["input_columns"] == ["input_cue"] and ts.meta["fmri"]["label_columns"] == ["label_phase"]
+    full = read_timeseries(out, types=None)  # inputs and labels are typed channels of the same file
+    assert full.channels == ["roi_a", "roi_b", "input_cue", "label_phase"]
+    assert full.channel_types == ["continuous", "continuous", "input", "label"]
+    assert np.array_equal(full.data[:, 2], np.arange(200) % 2)
+    assert np.array_equal(full.data[:, 3], np.arange(200) // 50)  # integer codes 0..3 of categories "0".."3"
+    assert full.meta["categorical"]["phase"] == {"columns": ["label_phase"], "encoding": "code",
+                                                 "categories": ["0", "1", "2", "3"]}
 
 
 def test_spikes(files, tmp_path):
@@ -96,5 +103,7 @@ def test_options_that_do_not_belong_to_the_modality(files, tmp_path):
     with pytest.raises(DsrpipeError, match="dt is only for timeseries"):
         preprocess_recording(files["spikes"], out, modality="spikes", subject="01", dt=0.1)
     with pytest.raises(DsrpipeError, match="unknown modality"):
-        preprocess_recording(files["table"], out, modality="behaviour", subject="01")
+        preprocess_recording(files["table"], out, modality="meg", subject="01")
+    with pytest.raises(DsrpipeError, match="behaviour option"):
+        preprocess_recording(files["table"], out, modality="timeseries", subject="01", reference=files["table"])
     assert not out.exists()

@@ -11,16 +11,18 @@ import numpy as np
 
 from dsrpipe import DsrpipeError
 from dsrpipe.config import PrepareConfig, to_dict
-from dsrpipe.io.timeseries import TimeSeries, load_series, write_timeseries
+from dsrpipe.io.timeseries import MODELLED, TimeSeries, load_series, write_timeseries
 
 log = logging.getLogger(__name__)
 
 
-def check_data(data: np.ndarray, channels: list[str], *, source: str, min_samples: int) -> None:
+def check_data(data: np.ndarray, channels: list[str], *, source: str, min_samples: int,
+               channel_types: list[str] | None = None) -> None:
     """Raise :class:`DsrpipeError` naming ``source`` if ``data`` is unusable.
 
     Checks: 2-D shape, at least ``min_samples`` rows, finite values, no
-    constant channel.
+    constant channel among the modelled ones (``continuous`` and ``count``;
+    an input or label may well be constant within a segment).
     """
     if data.ndim != 2 or data.shape[1] == 0:
         raise DsrpipeError(f"{source}: expected a T x N table with N >= 1, got shape {data.shape}")
@@ -34,16 +36,25 @@ def check_data(data: np.ndarray, channels: list[str], *, source: str, min_sample
         raise DsrpipeError(
             f"{source}: {int(bad.sum())} NaN/inf value(s) in channel(s) {', '.join(cols)}"
         )
+    modelled = np.array([t in MODELLED for t in channel_types]) if channel_types else np.ones(data.shape[1], bool)
     std = data.std(axis=0)
-    const = [channels[j] for j in np.flatnonzero(std <= 1e-12 * (1 + np.abs(data).max(axis=0)))]
+    flat = (std <= 1e-12 * (1 + np.abs(data).max(axis=0))) & modelled
+    const = [channels[j] for j in np.flatnonzero(flat)]
     if const:
         raise DsrpipeError(f"{source}: constant channel(s) {', '.join(const)}")
 
 
-def standardise(data: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None):
-    """Z-score columns; returns (standardised data, mean, std)."""
+def standardise(data: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None,
+                which: np.ndarray | None = None):
+    """Z-score columns; returns (standardised data, mean, std).
+
+    ``which`` (bool, one per column) limits it to some columns; the others
+    get mean 0 and std 1, i.e. stay as they are.
+    """
     mean = data.mean(axis=0) if mean is None else mean
     std = data.std(axis=0) if std is None else std
+    if which is not None:
+        mean, std = np.where(which, mean, 0.0), np.where(which, std, 1.0)
     return (data - mean) / std, mean, std
 
 
@@ -64,18 +75,26 @@ def prepare(
     dt: float | None = None,
     modality: str = "timeseries",
     provenance: dict | None = None,
+    channel_types: list[str] | None = None,
+    meta: dict | None = None,
 ) -> tuple[TimeSeries, TimeSeries]:
     """Check, split and standardise one recording.
 
     The mean and standard deviation come from the training segment only and
     are applied to both segments; they are stored in the metadata so results
-    can be mapped back to raw units.
+    can be mapped back to raw units. Only ``continuous`` and ``count``
+    channels are standardised; inputs and labels are split at the same sample
+    and kept as they are (see :mod:`dsrpipe.io.timeseries` for the types).
+    ``meta`` (e.g. the preprocessing record) is carried into both segments.
 
     Returns
     -------
     train, test : TimeSeries
     """
-    check_data(data, channels, source=source, min_samples=cfg.min_samples)
+    check_data(data, channels, source=source, min_samples=cfg.min_samples, channel_types=channel_types)
+    if channel_types is not None and not any(t in MODELLED for t in channel_types):
+        raise DsrpipeError(f"{source}: no continuous or count channel (only {', '.join(sorted(set(channel_types)))});"
+                           " labels and inputs alone are not modelled: pair them with a neural recording")
     train, test = split_train_test(data, cfg.test_fraction)
     if len(train) < 2 or len(test) < 1:
         raise DsrpipeError(
@@ -84,13 +103,16 @@ def prepare(
         )
     if cfg.standardise:
         # a channel constant only in the training segment would divide by zero
-        check_data(train, channels, source=f"{source} (training segment)", min_samples=2)
-        train, mean, std = standardise(train)
+        check_data(train, channels, source=f"{source} (training segment)", min_samples=2,
+                   channel_types=channel_types)
+        which = None if channel_types is None else np.array([t in MODELLED for t in channel_types])
+        train, mean, std = standardise(train, which=which)
         test, _, _ = standardise(test, mean, std)
     else:
         mean, std = np.zeros(data.shape[1]), np.ones(data.shape[1])
     dt = dt if dt is not None else cfg.dt
     meta = {
+        **(meta or {}),
         "standardisation": {"mean": mean.tolist(), "std": std.tolist()},
         "prepare": to_dict(cfg),
         "provenance": provenance or {"source": source},
@@ -105,6 +127,7 @@ def prepare(
                 subject=subject,
                 modality=modality,
                 meta={**meta, "split": split, "first_sample": offset},
+                channel_types=channel_types,
             )
         )
     log.info("%s: %d samples x %d channels -> train %d, test %d", source, data.shape[0],
@@ -134,11 +157,13 @@ def prepare_file(
     ``cfg.dt`` is set. Nothing is written when a check fails.
     """
     path = Path(path)
-    ts = load_series(path, dt=cfg.dt)  # dsrpipe Parquet keeps its dt and modality; plain tables are read as is
-    data, channels, dt, modality = ts.data, ts.channels, ts.dt, ts.modality
+    # dsrpipe Parquet keeps its dt, modality and every channel type; plain tables are read as is
+    ts = load_series(path, dt=cfg.dt, types=None)
     provenance = {"source": str(path), "sha256": _sha256(path)}
-    train, test = prepare(data, channels, subject=subject, cfg=cfg, source=str(path), dt=dt,
-                          modality=modality, provenance=provenance)
+    carried = {k: ts.meta[k] for k in ("categorical",) if k in ts.meta}
+    train, test = prepare(ts.data, ts.channels, subject=subject, cfg=cfg, source=str(path), dt=ts.dt,
+                          modality=ts.modality, provenance=provenance, channel_types=ts.channel_types,
+                          meta=carried)
     write_timeseries(train, train_out)
     write_timeseries(test, test_out)
     return train, test

@@ -297,3 +297,39 @@ def read_roi_table(path: str | os.PathLike, *, cfg: FMRIConfig, subject: str
                        meta=copy.deepcopy(meta)) if names else None
             for names, modality in ((inputs, "inputs"), (labels, "labels"))]
     return (TimeSeries(data=bold, channels=rois, dt=cfg.tr, subject=subject, modality="fmri", meta=meta), *side)
+
+
+def roi_table_timeseries(path: str | os.PathLike, *, cfg: FMRIConfig, subject: str) -> TimeSeries:
+    """An ROI table as one typed series: BOLD ``continuous``, then ``input`` and ``label`` channels.
+
+    The BOLD columns are cleaned as in :func:`read_roi_table`; inputs are kept
+    as they are, labels as integers as in the table (a group of 0/1 columns
+    with at most one 1 per row is one one-hot variable, otherwise each
+    column is an integer code variable), described in ``meta["categorical"]`` (see
+    :mod:`dsrpipe.preprocessing.behaviour`). ``meta["fmri"]`` also names the
+    ``input_columns`` and ``label_columns``.
+    """
+    from dsrpipe.io.timeseries import CONTINUOUS, INPUT, LABEL
+    from dsrpipe.preprocessing.behaviour import BehaviourConfig, label_channels
+
+    bold, inputs, labels = read_roi_table(path, cfg=cfg, subject=subject)
+    parts, types = [bold.data], [CONTINUOUS] * bold.n_channels
+    channels, categorical = list(bold.channels), {}
+    if inputs is not None:
+        parts.append(inputs.data)
+        channels += inputs.channels
+        types += [INPUT] * inputs.n_channels
+    if labels is not None:
+        frame = pd.DataFrame(labels.data, columns=[f"label_{c[len(cfg.label_prefix):]}" for c in labels.channels])
+        if (frame % 1 != 0).any().any():
+            raise DsrpipeError(f"{path}: label columns must hold integers (categories), got fractions")
+        cols, names, categorical = label_channels(frame.astype(np.int64), list(frame.columns),
+                                                  BehaviourConfig(encoding="code"), str(path))
+        parts.append(np.column_stack(cols))
+        channels += names
+        types += [LABEL] * len(names)
+    meta = {**bold.meta, "categorical": categorical}
+    meta["fmri"]["input_columns"] = [] if inputs is None else list(inputs.channels)
+    meta["fmri"]["label_columns"] = [] if labels is None else list(labels.channels)
+    return TimeSeries(data=np.column_stack(parts).astype(np.float64), channels=channels, dt=bold.dt,
+                      subject=subject, modality="fmri", meta=meta, channel_types=types)

@@ -21,7 +21,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from dsrpipe import DsrpipeError
 from dsrpipe.config import to_dict
-from dsrpipe.io.timeseries import TimeSeries
+from dsrpipe.io.timeseries import CONTINUOUS, COUNT, TimeSeries
 from dsrpipe.preprocessing.common import _sha256
 
 log = logging.getLogger(__name__)
@@ -214,8 +214,9 @@ def bin_spike_trains(
     TimeSeries
         ``data`` of shape (T, U): counts (stored as float, exact integers) or
         smoothed square-root rates; channels ``unit_<name>``; ``dt`` =
-        ``bin_width`` (s); modality ``spikes``. ``meta["spikes"]["counts"]`` is
-        True for counts (a Poisson observation model applies).
+        ``bin_width`` (s); modality ``spikes``. Channel type ``count`` for
+        counts (a Poisson observation model applies; also
+        ``meta["spikes"]["counts"]``), ``continuous`` for rates.
 
     Raises
     ------
@@ -293,5 +294,6 @@ def bin_spike_trains(
         },
         "provenance": {"source": str(path), "sha256": _sha256(path)},
     }
+    kind = CONTINUOUS if cfg.rate else COUNT
     return TimeSeries(data=data, channels=[f"unit_{u}" for u in units], dt=bw,
-                      subject=subject, modality="spikes", meta=meta)
+                      subject=subject, modality="spikes", meta=meta, channel_types=[kind] * len(units))
