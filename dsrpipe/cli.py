@@ -57,7 +57,8 @@ def cmd_preprocess(args) -> None:
         raise DsrpipeError("--set: modality timeseries has no config section (use --dt for the sampling interval)")
     ts = preprocess_recording(args.input, args.out, modality=args.modality,
                               subject=args.subject or Path(args.input).name.split(".")[0], dt=args.dt,
-                              atlas=args.atlas, masks=args.mask, confounds=args.confounds, **configs)
+                              atlas=args.atlas, masks=args.mask, confounds=args.confounds, reference=args.reference,
+                              **configs)
     print(f"{args.out}: {ts.modality}, {ts.n_samples} samples x {ts.n_channels} channels, dt {ts.dt} s")
 
 
@@ -117,9 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-out", required=True)
     p.set_defaults(func=cmd_prepare)
 
-    p = with_config(sub.add_parser("preprocess", help="one EEG, fMRI or spike recording (or a table) to a "
-                                                      "dsrpipe Parquet series"))
-    p.add_argument("--modality", required=True, choices=["eeg", "fmri", "spikes", "timeseries"],
+    p = with_config(sub.add_parser("preprocess", help="one EEG, fMRI, spike or behaviour recording (or a table) "
+                                                      "to a dsrpipe Parquet series"))
+    p.add_argument("--modality", required=True, choices=["eeg", "fmri", "spikes", "behaviour", "timeseries"],
                    help="--config/--set apply to this modality's section")
     p.add_argument("input", help="the recording")
     p.add_argument("--out", required=True, help="Parquet file to write")
@@ -128,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", nargs="+", default=[], help="fMRI: binary 3-D masks, one ROI each")
     p.add_argument("--confounds", help="fMRI: confounds table, one row per volume")
     p.add_argument("--dt", type=float, help="timeseries: sampling interval in seconds")
+    p.add_argument("--reference", help="behaviour: a preprocessed recording (Parquet) whose sampling grid "
+                                       "(dt, length) the labels and inputs are aligned to")
     p.set_defaults(func=cmd_preprocess)
 
     p = with_config(sub.add_parser("train", help="train a model on a (prepared) time series"))

@@ -1,8 +1,8 @@
 """Typed, per-stage configuration.
 
 Each stage reads only its own section of ``config/config.yaml``. The defaults
-live here, once (the modality sections ``eeg``, ``fmri`` and ``spikes`` in
-their modules: :class:`dsrpipe.preprocessing.eeg.EEGConfig`, ...); ``workflow/schemas/config.schema.yaml`` documents the same
+live here, once (the modality sections ``eeg``, ``fmri``, ``spikes``, ``behaviour`` and the
+dataset section ``bids`` in their modules: :class:`dsrpipe.preprocessing.eeg.EEGConfig`, ...); ``workflow/schemas/config.schema.yaml`` documents the same
 keys and a test checks that schema, YAML and these dataclasses agree.
 """
 
@@ -183,7 +183,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 # top-level keys of a full config (workflow/schemas/config.schema.yaml)
-TOP_LEVEL_KEYS = ("subjects", "results_dir", "seeds", "demo", "eeg", "fmri", "spikes", "prepare", "train", "evaluate")
+TOP_LEVEL_KEYS = ("subjects", "bids", "results_dir", "seeds", "demo", "eeg", "fmri", "spikes", "behaviour", "prepare",
+                  "train", "evaluate")
 
 
 def parse_value(text: str) -> Any:

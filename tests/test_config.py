@@ -13,6 +13,8 @@ from dsrpipe import DsrpipeError
 from dsrpipe.preprocessing.eeg import EEGConfig
 from dsrpipe.preprocessing.fmri import FMRIConfig
 from dsrpipe.preprocessing.spikes import SpikesConfig
+from dsrpipe.preprocessing.behaviour import BehaviourConfig
+from dsrpipe.preprocessing.bids import BIDSConfig
 from dsrpipe.config import (
     TOP_LEVEL_KEYS,
     DemoConfig,
@@ -31,6 +33,7 @@ SCHEMA_FILE = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 SUBJECTS_SCHEMA_FILE = ROOT / "workflow" / "schemas" / "subjects.schema.yaml"
 
 SECTIONS = {"demo": DemoConfig, "eeg": EEGConfig, "fmri": FMRIConfig, "spikes": SpikesConfig,
+            "behaviour": BehaviourConfig, "bids": BIDSConfig,
             "prepare": PrepareConfig, "train": TrainConfig, "evaluate": EvaluateConfig}
 
 

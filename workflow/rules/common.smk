@@ -10,11 +10,15 @@ from dsrpipe import paths
 validate(config, schema="../schemas/config.schema.yaml")
 
 RESULTS = config["results_dir"]
-DEMO = config["subjects"] is None
+BIDS = config["bids"]["root"] is not None
+DEMO = config["subjects"] is None and not BIDS
+if BIDS and config["subjects"] is not None:
+    raise ValueError(f"config: set either subjects ({config['subjects']}) or bids.root ({config['bids']['root']}), "
+                     "not both")
 MODEL = config["train"]["model"]
 SEEDS = config["seeds"]
 
-MODALITIES = ("eeg", "fmri", "spikes", "timeseries")
+MODALITIES = ("eeg", "fmri", "spikes", "behaviour", "timeseries")
 OPTIONAL_COLUMNS = ("session", "modality", "dt", "atlas", "masks", "confounds")
 
 if DEMO:
@@ -25,9 +29,15 @@ if DEMO:
             "dt": [config["demo"]["dt"]] * len(config["demo"]["subjects"]),
         }
     )
+elif BIDS:  # the same table, found by mne-bids; participants.tsv rows are kept as covariates
+    from dsrpipe.preprocessing.bids import discover_from_mapping
+
+    SUBJECTS, PARTICIPANTS = discover_from_mapping(config["bids"])
 else:
     SUBJECTS = pd.read_csv(config["subjects"], sep="\t", comment="#",
                            dtype={c: str for c in ("subject", "session", "path", "atlas", "masks", "confounds")})
+if not BIDS:
+    PARTICIPANTS = {}
 for column in OPTIONAL_COLUMNS:
     if column not in SUBJECTS.columns:
         SUBJECTS[column] = None
@@ -39,7 +49,7 @@ if not DEMO:
     if SUBJECTS["subject"].duplicated().any():
         repeated = sorted(set(SUBJECTS.loc[SUBJECTS["subject"].duplicated(), "subject"]))
         raise ValueError(
-            f"{config['subjects']}: several rows for subject(s) {', '.join(repeated)}. Multimodal subjects "
+            f"{config['subjects'] or config['bids']['root']}: several rows for subject(s) {', '.join(repeated)}. Multimodal subjects "
             "(several recordings of one subject) come with multimodal training (MTF, issue 4); for now "
             "give one row per subject."
         )
@@ -98,7 +108,8 @@ TRAIN_GPU = {"gpu": 1} if config["train"]["device"] == "cuda" else {}
 
 def preprocess_code(wildcards):
     """The dispatcher and only the module of this subject's modality: editing eeg.py reruns EEG subjects."""
-    modality_module = [f"preprocessing/{wildcards.modality}.py"] if wildcards.modality != "timeseries" else []
+    modality_module = {"timeseries": [], "fmri": ["preprocessing/fmri.py", "preprocessing/behaviour.py"]}.get(
+        wildcards.modality, [f"preprocessing/{wildcards.modality}.py"])  # fMRI ROI tables use behaviour's labels
     return CODE["prepare"] + package_code("preprocessing/dispatch.py", *modality_module)
 
 
@@ -108,7 +119,7 @@ def _recording(wildcards):
         raise ValueError(f"sub-{wildcards.subject} is a {row['modality']} recording, not {wildcards.modality}")
     masks = [m.strip() for m in (row["masks"] or "").split(";") if m.strip()]
     return {"path": row["path"], "atlas": row["atlas"], "masks": masks, "confounds": row["confounds"],
-            "session": row["session"], "dt": row["dt"]}
+            "session": row["session"], "dt": row["dt"], "participant": PARTICIPANTS.get(wildcards.subject, {})}
 
 
 def recording_files(wildcards):

@@ -1,4 +1,4 @@
-"""Preprocess one subject's recording with its modality's module (EEG, fMRI, spikes or a plain table)."""
+"""Preprocess one subject's recording with its modality's module (EEG, fMRI, spikes, behaviour or a table)."""
 
 from dsrpipe.cli import logged
 from dsrpipe.config import from_mapping
@@ -11,4 +11,4 @@ with logged(snakemake.log[0]):
         configs[modality] = from_mapping(config_class(modality), snakemake.params.modality_config, modality)
     preprocess_recording(rec["path"], snakemake.output[0], modality=modality, subject=snakemake.wildcards.subject,
                          dt=rec["dt"], session=rec["session"], atlas=rec["atlas"], masks=rec["masks"],
-                         confounds=rec["confounds"], **configs)
+                         confounds=rec["confounds"], participant=rec["participant"], **configs)
