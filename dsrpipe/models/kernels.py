@@ -1,8 +1,25 @@
-"""Compiled (Numba) orbit kernels for the piecewise-linear models.
+"""Compiled (Numba) copies of the piecewise-linear models' maps.
 
-A second, compiled copy of a model's ``step`` for long orbits (generation,
-Lyapunov spectra), where one torch call per step costs ~40 us of overhead.
-``tests/test_models.py`` checks every kernel against the model's own ``step``.
+A second, compiled copy of each model's ``step`` for long orbits (generation,
+Lyapunov spectra), where one torch call per step costs ~40 us of overhead, and
+for the fused training kernels (:mod:`dsrpipe.training.fast`), which reuse
+:func:`model_map` as their forward step. ``tests/test_models.py`` checks every
+kernel against the model's own ``step``; ``tests/test_fast.py`` checks the
+training kernels against autograd.
+
+A model's parameters travel as one flat float64 vector ``theta`` described by
+a :class:`FlatLayout`: an offset per parameter slot (:data:`SLOTS`) and the
+integer sizes ``dims`` (:data:`DIMS`). The shPLRNN's ``W2`` is stored
+transposed (M, L), so that every inner loop runs over the contiguous hidden
+axis. The families::
+
+    shallow (shPLRNN, clipped-shPLRNN)   F(z) = A*z + W1 [relu(W2 z + h2) - c relu(W2 z)] + h1
+    PL (PLRNN, ALRNN)                    F(z) = A*z + offdiag(W) phi(z) + h,
+                                         phi = identity on the first M - P units, relu on the rest
+    dendritic (dendPLRNN, clipped)       F(z) = A*z + offdiag(W) phi(z) + h,
+                                         phi_i = sum_b alpha_b [relu(z_i - H_ib) - c relu(z_i)]
+
+with c = 1 for the clipped forms.
 """
 
 from __future__ import annotations
@@ -11,49 +28,225 @@ import numpy as np
 import torch
 from numba import njit
 
+#: parameter slots of the flat vector, in ``FlatLayout.offsets`` order
+SLOTS = ("A", "W", "W2T", "h", "h2", "alpha", "H", "C", "init_map")
+S_A, S_W, S_W2T, S_H, S_H2, S_ALPHA, S_THR, S_C, S_INIT = range(len(SLOTS))
+#: entries of ``FlatLayout.dims``
+DIMS = ("kind", "M", "N", "K", "L", "n_linear", "clipped")
+D_KIND, D_M, D_N, D_K, D_L, D_LIN, D_CLIP = range(len(DIMS))
+#: model families (``dims[D_KIND]``)
+SHALLOW, PL, DENDRITIC = 0, 1, 2
 
-@njit(cache=True, error_model="numpy")
-def _shplrnn_orbit(A, W1, W2, h1, h2, clipped, z0, n_steps):
-    M = A.shape[0]
-    L = h2.shape[0]
-    out = np.empty((n_steps, M))
-    z = z0.copy()
-    hid = np.empty(L)
-    for t in range(n_steps):
+#: reassociation lets LLVM vectorise the reductions; NaN/inf semantics are kept
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+#: torch parameter name -> slot, per family (C and the readout's init_map are common)
+_NAMES = {
+    SHALLOW: {"A": S_A, "W1": S_W, "W2": S_W2T, "h1": S_H, "h2": S_H2},
+    PL: {"A": S_A, "W": S_W, "h": S_H},
+    DENDRITIC: {"A": S_A, "W": S_W, "h": S_H, "alpha": S_ALPHA, "H": S_THR},
+}
+
+
+def model_family(model) -> int | None:
+    """The kernel family of ``model`` (SHALLOW, PL, DENDRITIC), or None without a kernel."""
+    from dsrpipe.models.dendritic import DendriticPLRNN
+    from dsrpipe.models.plrnn import PLRNN
+    from dsrpipe.models.shallow import ShallowPLRNN
+
+    if isinstance(model, ShallowPLRNN):
+        return SHALLOW
+    if isinstance(model, PLRNN):
+        return PL
+    if isinstance(model, DendriticPLRNN):
+        return DENDRITIC
+    return None
+
+
+class FlatLayout:
+    """Where each parameter of a model (and optionally an identity readout) sits in ``theta``.
+
+    Parameters
+    ----------
+    model : LatentModel with a kernel family (:func:`model_family`)
+    readout : identity Readout, optional
+        Its ``init_map`` (M - N, N) joins the vector; N = M without a readout.
+
+    Attributes
+    ----------
+    dims : ndarray int64, (len(DIMS),)
+    offsets : ndarray int64, (len(SLOTS),)  -1 for slots the model lacks
+    size : int  length of ``theta``
+    cache_width : int  per-step cache length of the family (L for shallow, M otherwise)
+    """
+
+    def __init__(self, model, readout=None) -> None:
+        kind = model_family(model)
+        if kind is None:
+            raise ValueError(f"no compiled kernel for model {model.name}")
+        M = model.latent_dim
+        N = readout.n_obs if readout is not None else M
+        L = {SHALLOW: getattr(model, "hidden_dim", 0), DENDRITIC: getattr(model, "n_bases", 0)}.get(kind, 0)
+        n_linear = M - getattr(model, "n_relu", M) if kind == PL else 0
+        self.dims = np.array([kind, M, N, model.input_dim, L, n_linear, int(getattr(model, "clipped", False))],
+                             dtype=np.int64)
+        self.cache_width = L if kind == SHALLOW else M
+        names = {**_NAMES[kind], "C": S_C}
+        self._entries = []  # (slot, module, name)
+        for name, _ in model.named_parameters():
+            self._entries.append((names[name], model, name))
+        if readout is not None:
+            if readout.kind != "identity":
+                raise ValueError("the flat layout covers the identity readout only")
+            self._entries.append((S_INIT, readout, "init_map"))
+        self.offsets = np.full(len(SLOTS), -1, dtype=np.int64)
+        pos = 0
+        for slot, module, name in self._entries:
+            self.offsets[slot] = pos
+            pos += getattr(module, name).numel()
+        self.size = pos
+
+    def pack(self, out: np.ndarray | None = None) -> np.ndarray:
+        """The current parameters as a flat float64 vector (written into ``out`` if given)."""
+        theta = np.empty(self.size) if out is None else out
+        for slot, module, name in self._entries:
+            value = getattr(module, name).detach().cpu().numpy().astype(np.float64)
+            if slot == S_W2T:
+                value = value.T
+            o = self.offsets[slot]
+            theta[o:o + value.size] = value.ravel()
+        return theta
+
+    def unpack(self, theta: np.ndarray) -> None:
+        """Copy ``theta`` into the modules' parameters."""
+        with torch.no_grad():
+            for slot, module, name in self._entries:
+                p = getattr(module, name)
+                o = self.offsets[slot]
+                flat = theta[o:o + p.numel()]
+                value = flat.reshape(p.shape[::-1]).T if slot == S_W2T else flat.reshape(p.shape)
+                p.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+
+    def names(self) -> dict[str, slice]:
+        """Parameter name (``readout.init_map`` for the readout's) -> slice of ``theta``."""
+        out = {}
+        for slot, module, name in self._entries:
+            o = int(self.offsets[slot])
+            key = f"readout.{name}" if slot == S_INIT else name
+            out[key] = slice(o, o + getattr(module, name).numel())
+        return out
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def _offdiag_matvec(th, oW, M, phi, z, oA, oh, y):
+    """y = A*z + offdiag(W) phi + h (W row-major (M, M) at ``th[oW:]``)."""
+    for i in range(M):
+        base = oW + i * M
+        acc = 0.0
+        for j in range(i):
+            acc += th[base + j] * phi[j]
+        for j in range(i + 1, M):
+            acc += th[base + j] * phi[j]
+        y[i] = th[oA + i] * z[i] + acc + th[oh + i]
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def model_map(dims, th, off, z, pre, hid, y):
+    """The autonomous map ``y = F(z)`` of any kernel family.
+
+    Parameters
+    ----------
+    dims, off : the layout's ``dims`` and ``offsets``
+    th : (size,) flat parameters
+    z : (M,) state
+    pre, hid : (cache_width,) written: the shPLRNN's pre-activations and hidden
+        units, or (PL, dendritic) ``hid`` = phi(z); ``pre`` is unused there
+    y : (M,) written
+    """
+    kind = dims[D_KIND]
+    M = dims[D_M]
+    oA = off[S_A]
+    oW = off[S_W]
+    oh = off[S_H]
+    if kind == SHALLOW:
+        L = dims[D_L]
+        o2 = off[S_W2T]
+        oh2 = off[S_H2]
         for k in range(L):
-            p = h2[k]
-            for j in range(M):
-                p += W2[k, j] * z[j]
+            pre[k] = th[oh2 + k]
+        for j in range(M):
+            zj = z[j]
+            base = o2 + j * L
+            for k in range(L):
+                pre[k] += th[base + k] * zj
+        for k in range(L):
+            p = pre[k]
             v = p if p > 0.0 else 0.0
-            if clipped:
-                q = p - h2[k]
+            if dims[D_CLIP]:
+                q = p - th[oh2 + k]
                 if q > 0.0:
                     v -= q
             hid[k] = v
         for i in range(M):
-            acc = A[i] * z[i] + h1[i]
+            base = oW + i * L
+            acc = 0.0
             for k in range(L):
-                acc += W1[i, k] * hid[k]
-            out[t, i] = acc
-        z[:] = out[t]
+                acc += th[base + k] * hid[k]
+            y[i] = th[oA + i] * z[i] + acc + th[oh + i]
+        return
+    if kind == PL:
+        n_lin = dims[D_LIN]
+        for j in range(M):
+            zj = z[j]
+            hid[j] = zj if (j < n_lin or zj > 0.0) else 0.0
+    else:
+        B = dims[D_L]
+        oa = off[S_ALPHA]
+        oH = off[S_THR]
+        clipped = dims[D_CLIP]
+        for j in range(M):
+            zj = z[j]
+            acc = 0.0
+            for b in range(B):
+                q = zj - th[oH + j * B + b]
+                if q > 0.0:
+                    acc += th[oa + b] * q
+                if clipped and zj > 0.0:
+                    acc -= th[oa + b] * zj
+            hid[j] = acc
+    _offdiag_matvec(th, oW, M, hid, z, oA, oh, y)
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def _orbit(dims, th, off, cache_width, z0, n_steps):
+    M = dims[D_M]
+    out = np.empty((n_steps, M))
+    z = z0.copy()
+    pre = np.empty(cache_width)
+    hid = np.empty(cache_width)
+    y = np.empty(M)
+    for t in range(n_steps):
+        model_map(dims, th, off, z, pre, hid, y)
+        for i in range(M):
+            out[t, i] = y[i]
+            z[i] = y[i]
     return out
 
 
 def has_orbit_kernel(model) -> bool:
-    from dsrpipe.models.shallow import ShallowPLRNN
-
-    return isinstance(model, ShallowPLRNN)
+    """Whether ``model`` has a compiled map (every registered piecewise-linear model)."""
+    return model_family(model) is not None
 
 
 def orbit(model, z0: torch.Tensor, n_steps: int) -> torch.Tensor:
-    """``n_steps`` iterates of ``model.step`` from ``z0`` (M,), float64: (n_steps, M).
+    """``n_steps`` iterates of ``model.step`` (no inputs) from ``z0`` (M,), float64: (n_steps, M).
 
     Uses the compiled kernel when the model has one, else a torch loop.
     """
     z0 = torch.as_tensor(z0, dtype=torch.float64)
-    if has_orbit_kernel(model):
-        p = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in model.named_parameters()}
-        out = _shplrnn_orbit(p["A"], p["W1"], p["W2"], p["h1"], p["h2"], bool(model.clipped),
-                             z0.detach().cpu().numpy().copy(), int(n_steps))
-        return torch.from_numpy(out)
-    return model.generate(z0, n_steps)  # the model's own torch loop
+    if not has_orbit_kernel(model):
+        return model.generate(z0, n_steps)  # the model's own torch loop
+    layout = FlatLayout(model)
+    out = _orbit(layout.dims, layout.pack(), layout.offsets, max(layout.cache_width, 1),
+                 z0.detach().cpu().numpy().astype(np.float64).copy(), int(n_steps))
+    return torch.from_numpy(out)
