@@ -1,4 +1,4 @@
-"""Training: the fused Numba path against the PyTorch reference, learning, divergence, seeds."""
+"""Training: learning, divergence, seeds, checkpoints, devices (fast vs reference: test_fast.py)."""
 
 import dataclasses
 
@@ -10,49 +10,14 @@ from dsrpipe.analysis import state_space_divergence
 from dsrpipe.config import TrainConfig
 from dsrpipe.models import build_model
 from dsrpipe.models.readout import Readout
-
-FAST_MODELS = ["clipped-shPLRNN", "shPLRNN"]
 from dsrpipe.systems import simulate_lorenz63
 from dsrpipe.training import TrainingDivergedError, train
-from dsrpipe.training.fast import shplrnn_gtf_loss_and_grads
-from dsrpipe.training.forcing import gtf_loss
 
 
 @pytest.fixture(scope="module")
 def lorenz():
     x = simulate_lorenz63(6000, dt=0.01, seed=4)
     return (x - x.mean(0)) / x.std(0)
-
-
-@pytest.mark.parametrize("name", FAST_MODELS)
-@pytest.mark.parametrize("latent_dim", [3, 5])
-def test_fast_loss_and_gradients_match_autograd(name, latent_dim):
-    torch.manual_seed(1)
-    model = build_model(name, M=latent_dim, L=12).double()
-    with torch.no_grad():
-        model.h1.normal_(std=0.3)
-    batch = torch.randn(4, 21, 3, dtype=torch.float64)
-    loss = gtf_loss(model, batch, 0.3)
-    loss.backward()
-    arrays = {k: v.detach().numpy().copy() for k, v in model.named_parameters()}
-    fast_loss, grads = shplrnn_gtf_loss_and_grads(arrays, batch.numpy(), 0.3, model.clipped)
-    assert fast_loss == pytest.approx(float(loss.detach()), rel=1e-13)
-    for k, p in model.named_parameters():
-        np.testing.assert_allclose(grads[k], p.grad.numpy(), rtol=1e-10, atol=1e-14, err_msg=k)
-
-
-@pytest.mark.parametrize("name", FAST_MODELS)
-def test_parameter_trajectories_match(lorenz, name):
-    """Same seed and batches: both paths follow the same parameters over many RAdam steps
-    (including the rectified phase after step 5, clipping and lr decay)."""
-    cfg = TrainConfig(model=name, hidden_dim=16, epochs=3, batches_per_epoch=10, seq_len=20,
-                      batch_size=4, grad_clip_norm=0.5)
-    fast = train(lorenz, dataclasses.replace(cfg, backend="numba"))
-    ref = train(lorenz, dataclasses.replace(cfg, backend="torch"))
-    assert fast.backend == "numba" and ref.backend == "torch"
-    np.testing.assert_allclose(fast.history["loss"], ref.history["loss"], rtol=1e-9)
-    for (k, a), (_, b) in zip(fast.model.named_parameters(), ref.model.named_parameters()):
-        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-8, atol=1e-10, err_msg=k)
 
 
 def test_same_seed_same_model_different_seed_different_model(lorenz):

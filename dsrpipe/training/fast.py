@@ -1,15 +1,28 @@
-"""Fused CPU training kernels (Numba): GTF forward, BPTT backward and RAdam in one call.
+"""Fused CPU training kernels (Numba): forced rollout, BPTT, clipping and RAdam in one call.
 
-The PyTorch path (:func:`dsrpipe.training.forcing.forced_loss` with autograd and
-``torch.optim.RAdam``) is the reference. A kernel here must reproduce it: the
-tests compare loss, gradients and the parameter trajectory over several
-optimiser steps in float64 for every model that has a kernel.
+The PyTorch path (:func:`dsrpipe.training.forcing.forced_loss` with autograd,
+``clip_grad_norm_`` and ``torch.optim.RAdam``, all float64) is the reference. The
+kernel reproduces it for every piecewise-linear model of the registry (the
+families of :mod:`dsrpipe.models.kernels`), the identity readout with its
+learned initial map (M >= N), per-step forcing weights (GTF with fixed or
+adaptive alpha, STF), external inputs ``C s_t`` and the L2 / manifold-attractor
+penalties of :mod:`dsrpipe.training.regularisation`. ``tests/test_fast.py``
+compares loss, gradients and parameter trajectories with the reference.
 
-Model equations (shPLRNN, see :mod:`dsrpipe.models.shallow`)::
+One driver serves all families: the forward step is the models' compiled map
+(:func:`dsrpipe.models.kernels.model_map`), the backward step
+(:func:`_model_backward`) is the only family-specific part of BPTT. Weight
+matrices get their gradients once per batch as products of the stored
+per-step rows (``GY^T phi``, ``Z^T dpre``) instead of a rank-one update per
+time step. Parameters, gradients and RAdam moments are flat float64 vectors
+(:class:`~dsrpipe.models.kernels.FlatLayout`), so clipping and RAdam are one
+loop each.
 
-    pre_t = W2 z_{t-1} + h2
-    y_t   = A * z_{t-1} + W1 [relu(pre_t) - c relu(pre_t - h2)] + h1     (c = 1 if clipped)
-    z_t   = (1 - alpha) y_t + alpha x_t    on the first N units, y_t elsewhere
+Rollout of a window x (S, T + 1, N) with weights a_t and inputs s (S, T + 1, K)::
+
+    z_0 = [x_0, init_map x_0]
+    y_t = F(z~_{t-1}) + C s_t                  (t = 1..T; loss: mean (y_t[:N] - x_t)^2)
+    z~_t = y_t + a_t (x_t - y_t)  on the first N units, y_t elsewhere
 """
 
 from __future__ import annotations
@@ -19,106 +32,259 @@ import math
 import numpy as np
 from numba import njit
 
+from dsrpipe.models.kernels import (
+    D_CLIP,
+    D_K,
+    D_KIND,
+    D_L,
+    D_LIN,
+    D_M,
+    FASTMATH,
+    PL,
+    S_A,
+    S_ALPHA,
+    S_C,
+    S_H,
+    S_H2,
+    S_INIT,
+    S_THR,
+    S_W,
+    S_W2T,
+    SHALLOW,
+    FlatLayout,
+    model_family,
+    model_map,
+)
+
 RADAM_BETA1 = 0.9
 RADAM_BETA2 = 0.999
 RADAM_EPS = 1e-8
 
+_JIT = {"cache": True, "error_model": "numpy", "fastmath": FASTMATH}
 
-# reassociation lets LLVM vectorise the reductions over L; NaN/inf semantics are kept
-@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz", "arcp"})
-def _shplrnn_gtf_grad(A, W1, W2, h1, h2, X, alpha, clipped, gA, gW1, gW2, gh1, gh2):
-    """Loss and gradients (accumulated into g*) of the GTF MSE for one batch X (S, T+1, N)."""
+
+@njit(**_JIT)
+def _model_backward(dims, th, off, Z, PRE, HID, GC, r, gy, gz, g):
+    """BPTT through one step ``y = F(z)`` with z = ``Z[r]``.
+
+    Writes ``gz`` = dLoss/dz (M,) and the cache row ``GC[r]`` (shallow: dLoss/d pre;
+    PL, dendritic: dLoss/d phi); accumulates the gradients of the per-unit
+    parameters (A, h, h2, alpha, H) into ``g``. The weight matrices' gradients
+    come per batch from the stored rows (:func:`_weight_grads`).
+    """
+    kind = dims[D_KIND]
+    M = dims[D_M]
+    oA = off[S_A]
+    oW = off[S_W]
+    oh = off[S_H]
+    for i in range(M):
+        g[oA + i] += gy[i] * Z[r, i]
+        g[oh + i] += gy[i]
+        gz[i] = th[oA + i] * gy[i]
+    if kind == SHALLOW:
+        L = dims[D_L]
+        o2 = off[S_W2T]
+        oh2 = off[S_H2]
+        for k in range(L):
+            GC[r, k] = 0.0
+        for i in range(M):
+            gi = gy[i]
+            base = oW + i * L
+            for k in range(L):
+                GC[r, k] += th[base + k] * gi
+        clipped = dims[D_CLIP]
+        for k in range(L):
+            p = PRE[r, k]
+            d = 0.0
+            if p > 0.0:
+                g[oh2 + k] += GC[r, k]
+                d = 1.0
+            if clipped and p - th[oh2 + k] > 0.0:
+                d -= 1.0
+            GC[r, k] *= d
+        for j in range(M):
+            base = o2 + j * L
+            acc = 0.0
+            for k in range(L):
+                acc += th[base + k] * GC[r, k]
+            gz[j] += acc
+        return
+    for j in range(M):
+        GC[r, j] = 0.0
+    for i in range(M):  # d phi = offdiag(W)^T gy
+        gi = gy[i]
+        base = oW + i * M
+        for j in range(i):
+            GC[r, j] += th[base + j] * gi
+        for j in range(i + 1, M):
+            GC[r, j] += th[base + j] * gi
+    if kind == PL:
+        n_lin = dims[D_LIN]
+        for j in range(M):
+            if j < n_lin or Z[r, j] > 0.0:
+                gz[j] += GC[r, j]
+        return
+    B = dims[D_L]
+    oa = off[S_ALPHA]
+    oH = off[S_THR]
+    clipped = dims[D_CLIP]
+    for j in range(M):
+        zj = Z[r, j]
+        gp = GC[r, j]
+        slope = 0.0
+        for b in range(B):
+            q = zj - th[oH + j * B + b]
+            if q > 0.0:
+                slope += th[oa + b]
+                g[oa + b] += gp * q
+                g[oH + j * B + b] -= gp * th[oa + b]
+            if clipped and zj > 0.0:
+                slope -= th[oa + b]
+                g[oa + b] -= gp * zj
+        gz[j] += gp * slope
+
+
+@njit(**_JIT)
+def _outer_sum(G, H, g, o, start):
+    """``g[o:] += (G^T H)[:, start:]`` flattened row-major: G (R, a), H (R, start + b)."""
+    R, a = G.shape
+    b = H.shape[1] - start
+    acc = np.zeros((a, b))
+    r = 0
+    while r + 4 <= R:  # four rows per pass over acc: a quarter of the accumulator traffic
+        for i in range(a):
+            g0 = G[r, i]
+            g1 = G[r + 1, i]
+            g2 = G[r + 2, i]
+            g3 = G[r + 3, i]
+            for k in range(b):
+                acc[i, k] += (g0 * H[r, start + k] + g1 * H[r + 1, start + k]
+                              + g2 * H[r + 2, start + k] + g3 * H[r + 3, start + k])
+        r += 4
+    while r < R:
+        for i in range(a):
+            gi = G[r, i]
+            for k in range(b):
+                acc[i, k] += gi * H[r, start + k]
+        r += 1
+    for i in range(a):
+        for k in range(b):
+            g[o + i * b + k] += acc[i, k]
+
+
+@njit(**_JIT)
+def _weight_grads(dims, off, Z, GY, HID, GC, U2, g):
+    """Per-batch gradients of W (W1), W2^T and C from the stored rows (S*T, .)."""
+    M = dims[D_M]
+    _outer_sum(GY, HID, g, off[S_W], 0)
+    if dims[D_KIND] == SHALLOW:
+        _outer_sum(Z, GC, g, off[S_W2T], 0)
+    else:
+        for i in range(M):  # the diagonal of W is masked out of the map
+            g[off[S_W] + i * M + i] = 0.0
+    if dims[D_K] > 0:
+        _outer_sum(GY, U2, g, off[S_C], 0)
+
+
+@njit(**_JIT)
+def _regularisation_grad(dims, off, th, reg, g):
+    """Gradient of ``l2 * sum(W^2 + W2^2 + C^2)`` and the manifold-attractor penalty on
+    the last ``reg[2]`` units (``reg`` = l2, mar_lambda, n_units), as in
+    :func:`dsrpipe.training.regularisation.regularisation`."""
+    M = dims[D_M]
+    width = dims[D_L] if dims[D_KIND] == SHALLOW else M
+    l2 = reg[0]
+    if l2 > 0.0:
+        sizes = (M * width, M * dims[D_L] if dims[D_KIND] == SHALLOW else 0, M * dims[D_K])
+        slots = (S_W, S_W2T, S_C)
+        for q in range(3):
+            o = off[slots[q]]
+            if o >= 0:
+                for i in range(sizes[q]):
+                    g[o + i] += 2.0 * l2 * th[o + i]
+    lam = reg[1]
+    n = int(reg[2])
+    if lam > 0.0 and n > 0:
+        for i in range(M - n, M):
+            g[off[S_A] + i] -= 2.0 * lam * (1.0 - th[off[S_A] + i])
+            g[off[S_H] + i] += 2.0 * lam * th[off[S_H] + i]
+            for k in range(width):
+                g[off[S_W] + i * width + k] += 2.0 * lam * th[off[S_W] + i * width + k]
+
+
+@njit(**_JIT)
+def loss_and_grad(dims, th, off, X, U, w, g, Z, GY, PRE, HID, GC):
+    """Forced-rollout MSE of the batch ``X`` (S, T + 1, N) and its gradient, added to ``g``.
+
+    ``U`` (S, T + 1, K) inputs (K may be 0), ``w`` (T,) forcing weights. Work arrays
+    (S * T rows): ``Z`` (., M) receives the forced states z~_{t-1} each prediction
+    started from, ``GY`` (., M), ``PRE``, ``HID``, ``GC`` (., cache_width).
+    """
     S, T1, N = X.shape
     T = T1 - 1
-    M = A.shape[0]
-    L = h2.shape[0]
+    M = dims[D_M]
+    K = dims[D_K]
+    oC = off[S_C]
+    oI = off[S_INIT]
     scale = 1.0 / (S * T * N)
-    Z = np.zeros((T, M))  # z_{t-1}, the state each prediction starts from
-    H = np.zeros((T, L))  # hidden activations
-    D = np.zeros((T, L))  # d hidden / d pre-activation (0 / 1, or -1..1 when clipped)
-    E = np.zeros((T, L))  # d hidden / d h2 (the indicator of pre > 0)
-    Y = np.zeros((T, M))  # predictions
+    z = np.empty(M)
+    y = np.empty(M)
+    gz = np.empty(M)
+    gy = np.empty(M)
     loss = 0.0
-    z = np.zeros(M)
-    gz = np.zeros(M)
-    gy = np.zeros(M)
-    dh = np.zeros(L)
-    pre = np.zeros(L)
-    dpre = np.zeros(L)
-    W2T = np.ascontiguousarray(W2.T)  # (M, L): inner loops run over L (SIMD)
-    gW2T = np.zeros((M, L))
     for s in range(S):
-        # forward
-        z[:] = 0.0
         for i in range(N):
             z[i] = X[s, 0, i]
+        for j in range(M - N):
+            acc = 0.0
+            for n in range(N):
+                acc += th[oI + j * N + n] * X[s, 0, n]
+            z[N + j] = acc
         for t in range(T):
+            r = s * T + t
             for i in range(M):
-                Z[t, i] = z[i]
-            pre[:] = h2
-            for j in range(M):
-                zj = z[j]
-                for k in range(L):
-                    pre[k] += W2T[j, k] * zj
-            for k in range(L):
-                p = pre[k]
-                e = 1.0 if p > 0.0 else 0.0
-                H[t, k] = p * e
-                E[t, k] = e
-                D[t, k] = e
-            if clipped:
-                for k in range(L):
-                    q = pre[k] - h2[k]
-                    if q > 0.0:
-                        H[t, k] -= q
-                        D[t, k] -= 1.0
+                Z[r, i] = z[i]
+            model_map(dims, th, off, z, PRE, HID, r, y)
             for i in range(M):
-                acc = A[i] * z[i] + h1[i]
-                for k in range(L):
-                    acc += W1[i, k] * H[t, k]
-                Y[t, i] = acc
+                acc = 0.0
+                for k in range(K):
+                    acc += th[oC + i * K + k] * U[s, t + 1, k]
+                y[i] += acc
+            a = w[t]
             for i in range(N):
-                r = Y[t, i] - X[s, t + 1, i]
-                loss += r * r
-                z[i] = (1.0 - alpha) * Y[t, i] + alpha * X[s, t + 1, i]
+                x = X[s, t + 1, i]
+                d = y[i] - x
+                loss += d * d
+                GY[r, i] = d
+                z[i] = y[i] + a * (x - y[i]) if a != 0.0 else y[i]
             for i in range(N, M):
-                z[i] = Y[t, i]
-        # backward through time
+                z[i] = y[i]
         gz[:] = 0.0
         for t in range(T - 1, -1, -1):
+            r = s * T + t
+            a = w[t]
+            for i in range(N):
+                gy[i] = gz[i] * (1.0 - a) + 2.0 * scale * GY[r, i]
+            for i in range(N, M):
+                gy[i] = gz[i]
             for i in range(M):
-                if i < N:
-                    g = gz[i] * (1.0 - alpha) + 2.0 * scale * (Y[t, i] - X[s, t + 1, i])
-                else:
-                    g = gz[i]
-                gy[i] = g
-                gA[i] += g * Z[t, i]
-                gh1[i] += g
-            dh[:] = 0.0
-            for i in range(M):
-                g = gy[i]
-                for k in range(L):
-                    gW1[i, k] += g * H[t, k]
-                    dh[k] += W1[i, k] * g
-            for i in range(M):
-                gz[i] = A[i] * gy[i]
-            for k in range(L):
-                gh2[k] += dh[k] * E[t, k]
-                dpre[k] = dh[k] * D[t, k]
-            for j in range(M):
-                zj = Z[t, j]
-                acc = 0.0
-                for k in range(L):
-                    gW2T[j, k] += dpre[k] * zj
-                    acc += W2T[j, k] * dpre[k]
-                gz[j] += acc
-    gW2 += gW2T.T
+                GY[r, i] = gy[i]
+            _model_backward(dims, th, off, Z, PRE, HID, GC, r, gy, gz, g)
+        for j in range(M - N):  # z_0 = [x_0, init_map x_0]
+            for n in range(N):
+                g[oI + j * N + n] += gz[N + j] * X[s, 0, n]
+    U2 = np.empty((S * T, K))
+    for s in range(S):
+        for t in range(T):
+            for k in range(K):
+                U2[s * T + t, k] = U[s, t + 1, k]
+    _weight_grads(dims, off, Z, GY, HID, GC, U2, g)
     return loss * scale
 
 
-@njit(cache=True)
-def _radam_update(p, g, m, v, lr, step, coef):
-    """torch.optim.RAdam (no weight decay) on one parameter array, gradient scaled by coef."""
+@njit(**_JIT)
+def _radam(th, g, m, v, lr, step, coef):
+    """torch.optim.RAdam (no weight decay) on flat vectors, the gradient scaled by ``coef``."""
     b1 = RADAM_BETA1
     b2 = RADAM_BETA2
     bc1 = 1.0 - b1 ** step
@@ -128,109 +294,170 @@ def _radam_update(p, g, m, v, lr, step, coef):
     rect = 0.0
     if rho_t > 5.0:
         rect = math.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
-    pf = p.reshape(-1)
-    gf = g.reshape(-1)
-    mf = m.reshape(-1)
-    vf = v.reshape(-1)
-    for i in range(pf.shape[0]):
-        gi = gf[i] * coef
-        mf[i] = mf[i] + (1.0 - b1) * (gi - mf[i])
-        vf[i] = b2 * vf[i] + (1.0 - b2) * gi * gi
-        upd = mf[i] / bc1
+    for i in range(th.shape[0]):
+        gi = g[i] * coef
+        m[i] = m[i] + (1.0 - b1) * (gi - m[i])
+        v[i] = b2 * v[i] + (1.0 - b2) * gi * gi
+        upd = m[i] / bc1
         if rho_t > 5.0:
-            upd = upd * rect * math.sqrt(bc2) / (math.sqrt(vf[i]) + RADAM_EPS)
-        pf[i] -= lr * upd
+            upd = upd * rect * math.sqrt(bc2) / (math.sqrt(v[i]) + RADAM_EPS)
+        th[i] -= lr * upd
 
 
-@njit(cache=True)
-def shplrnn_gtf_train_step(params, grads, m_state, v_state, X, alpha, clipped, lr, step, clip_norm):
-    """One fused training step; updates params, moments in place; returns the loss.
+@njit(**_JIT)
+def train_step(dims, th, off, g, m, v, X, U, w, reg, lr, step, clip_norm, Z, GY, PRE, HID, GC):
+    """One fused training step on the flat parameters ``th``; updates ``th``, ``m``, ``v``
+    in place and returns the loss (without penalties, as the reference reports it).
 
-    ``params``, ``grads``, ``m_state``, ``v_state`` are tuples (A, W1, W2, h1, h2).
-    ``clip_norm`` <= 0 disables gradient-norm clipping.
+    ``clip_norm`` <= 0 disables gradient-norm clipping; ``step`` is the 1-based
+    optimiser step. A non-finite loss leaves the parameters untouched.
     """
-    gA, gW1, gW2, gh1, gh2 = grads
-    gA[:] = 0.0
-    gW1[:, :] = 0.0
-    gW2[:, :] = 0.0
-    gh1[:] = 0.0
-    gh2[:] = 0.0
-    loss = _shplrnn_gtf_grad(params[0], params[1], params[2], params[3], params[4], X, alpha, clipped,
-                             gA, gW1, gW2, gh1, gh2)
+    g[:] = 0.0
+    loss = loss_and_grad(dims, th, off, X, U, w, g, Z, GY, PRE, HID, GC)
+    if not math.isfinite(loss):
+        return loss
+    _regularisation_grad(dims, off, th, reg, g)
     coef = 1.0
     if clip_norm > 0.0:
-        total = math.sqrt(np.sum(gA * gA) + np.sum(gW1 * gW1) + np.sum(gW2 * gW2)
-                          + np.sum(gh1 * gh1) + np.sum(gh2 * gh2))
-        c = clip_norm / (total + 1e-6)
+        total = 0.0
+        for i in range(g.shape[0]):
+            total += g[i] * g[i]
+        c = clip_norm / (math.sqrt(total) + 1e-6)
         if c < 1.0:
             coef = c
-    if math.isfinite(loss):
-        _radam_update(params[0], gA, m_state[0], v_state[0], lr, step, coef)
-        _radam_update(params[1], gW1, m_state[1], v_state[1], lr, step, coef)
-        _radam_update(params[2], gW2, m_state[2], v_state[2], lr, step, coef)
-        _radam_update(params[3], gh1, m_state[3], v_state[3], lr, step, coef)
-        _radam_update(params[4], gh2, m_state[4], v_state[4], lr, step, coef)
+    _radam(th, g, m, v, lr, step, coef)
     return loss
 
 
-def shplrnn_gtf_loss_and_grads(arrays, X, alpha, clipped):
-    """Loss and gradients (dict name -> array) for tests; arrays: dict of float64 parameters."""
-    names = ("A", "W1", "W2", "h1", "h2")
-    grads = [np.zeros_like(arrays[n]) for n in names]
-    loss = _shplrnn_gtf_grad(*(arrays[n] for n in names), X, alpha, clipped, *grads)
-    return loss, dict(zip(names, grads))
+class Workspace:
+    """Work arrays of one model for batches of S windows of T steps (reused across steps)."""
+
+    def __init__(self, layout: FlatLayout, S: int, T: int) -> None:
+        M, width = int(layout.dims[D_M]), max(layout.cache_width, 1)
+        self.shape = (S, T)
+        self.Z = np.zeros((S * T, M))
+        self.GY = np.zeros((S * T, M))
+        self.PRE = np.zeros((S * T, width))
+        self.HID = np.zeros((S * T, width))
+        self.GC = np.zeros((S * T, width))
+
+    def arrays(self) -> tuple:
+        return self.Z, self.GY, self.PRE, self.HID, self.GC
+
+
+def _as_inputs(inputs, S: int, T1: int) -> np.ndarray:
+    if inputs is None:
+        return np.zeros((S, T1, 0))
+    arr = inputs.numpy() if hasattr(inputs, "numpy") else inputs
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def regularisation_vector(model, cfg) -> np.ndarray:
+    """(l2, mar_lambda, number of regularised units) for the kernels."""
+    from dsrpipe.training.regularisation import n_regularised
+
+    return np.array([cfg.l2, cfg.mar_lambda, n_regularised(model, cfg.mar_fraction)], dtype=np.float64)
+
+
+def loss_and_grads(model, readout, batch, weights, inputs=None) -> tuple[float, dict[str, np.ndarray]]:
+    """The kernel's loss and gradients for one batch, by parameter name (tests, debugging).
+
+    Names are the model's parameter names and ``readout.init_map``; shapes are the
+    torch parameters' shapes.
+    """
+    layout = FlatLayout(model, readout)
+    X = np.ascontiguousarray(batch.numpy() if hasattr(batch, "numpy") else batch, dtype=np.float64)
+    S, T1, _ = X.shape
+    w = np.ascontiguousarray(np.asarray(weights, dtype=np.float64))
+    g = np.zeros(layout.size)
+    ws = Workspace(layout, S, T1 - 1)
+    loss = loss_and_grad(layout.dims, layout.pack(), layout.offsets, X, _as_inputs(inputs, S, T1), w, g,
+                         *ws.arrays())
+    params = dict(model.named_parameters())
+    params["readout.init_map"] = readout.init_map
+    out = {}
+    for name, sl in layout.names().items():
+        shape = tuple(params[name].shape)
+        flat = g[sl]
+        out[name] = flat.reshape(shape[::-1]).T if name == "W2" else flat.reshape(shape)
+    return loss, out
 
 
 def fast_path_available(model, readout, cfg) -> tuple[bool, str]:
-    """Whether a fused kernel covers this model and training setting, and if not, why."""
-    from dsrpipe.models.shallow import ShallowPLRNN
+    """Whether a fused kernel covers this model and training setting, and if not, why.
 
-    if not isinstance(model, ShallowPLRNN):
+    Covered: every piecewise-linear model of the registry, the identity readout
+    (M >= N), GTF with fixed or adaptive alpha, STF, external inputs, L2 and
+    manifold-attractor regularisation. Not covered: the affine readout.
+    """
+    if model_family(model) is None:
         return False, f"no kernel for model {model.name}"
-    if readout.kind != "identity" or readout.latent_dim != readout.n_obs:
-        return False, "the kernel covers the identity readout with latent_dim = channels"
-    if cfg.forcing != "gtf" or cfg.alpha_mode != "fixed":
-        return False, "the kernel covers GTF with a fixed alpha"
-    if model.input_dim:
-        return False, "the kernel has no external inputs"
-    if cfg.l2 > 0 or cfg.mar_fraction > 0:
-        return False, "the kernel has no regularisation"
+    if readout.kind != "identity":
+        return False, f"the kernel covers the identity readout, not {readout.kind}"
+    if cfg.forcing not in ("gtf", "stf"):
+        return False, f"no kernel for forcing {cfg.forcing}"
     return True, ""
 
 
 class NumbaStepper:
-    """The fused Numba kernel (shPLRNN family, GTF with fixed alpha, identity readout with M = N)."""
+    """The fused Numba kernel as a training stepper (the interface of ``TorchStepper``).
+
+    ``states`` (S, T, M) torch tensor: the forced states of the last step's
+    rollout (a view of the kernel's work array), for adaptive alpha.
+    """
 
     name = "numba"
-    _names = ("A", "W1", "W2", "h1", "h2")
 
     def __init__(self, model, readout, cfg) -> None:
-        self.model, self.cfg = model, cfg
-        self.params = tuple(getattr(model, n).detach().numpy().astype(np.float64).copy() for n in self._names)
-        self.grads = tuple(np.zeros_like(p) for p in self.params)
-        self.m = tuple(np.zeros_like(p) for p in self.params)
-        self.v = tuple(np.zeros_like(p) for p in self.params)
+        self.model, self.readout, self.cfg = model, readout, cfg
+        self.layout = FlatLayout(model, readout)
+        self.theta = self.layout.pack()
+        self.grad = np.zeros_like(self.theta)
+        self.m = np.zeros_like(self.theta)
+        self.v = np.zeros_like(self.theta)
+        self.reg = regularisation_vector(model, cfg)
+        self.clip = float(cfg.grad_clip_norm) if cfg.grad_clip_norm is not None else -1.0
         self.n_steps = 0
-        self.states = None
+        self._work: Workspace | None = None
+        self._weights: tuple = (None, None)
+
+    def _workspace(self, S: int, T: int) -> Workspace:
+        if self._work is None or self._work.shape != (S, T):
+            self._work = Workspace(self.layout, S, T)
+        return self._work
+
+    def _weights_array(self, weights) -> np.ndarray:
+        if self._weights[0] is not weights:
+            arr = weights.numpy() if hasattr(weights, "numpy") else weights
+            self._weights = (weights, np.ascontiguousarray(arr, dtype=np.float64))
+        return self._weights[1]
 
     def step(self, batch, lr: float, weights, inputs=None) -> float:
+        X = np.ascontiguousarray(batch.numpy(), dtype=np.float64)
+        S, T1, _ = X.shape
+        ws = self._workspace(S, T1 - 1)
         self.n_steps += 1
-        clip = self.cfg.grad_clip_norm if self.cfg.grad_clip_norm is not None else -1.0
-        return shplrnn_gtf_train_step(self.params, self.grads, self.m, self.v, batch.numpy(),
-                                      float(weights[0]), bool(self.model.clipped), float(lr),
-                                      float(self.n_steps), float(clip))
+        return train_step(self.layout.dims, self.theta, self.layout.offsets, self.grad, self.m, self.v, X,
+                          _as_inputs(inputs, S, T1), self._weights_array(weights), self.reg, float(lr),
+                          float(self.n_steps), self.clip, *ws.arrays())
 
-    def finish(self) -> None:
+    @property
+    def states(self):
         import torch
 
-        with torch.no_grad():
-            for name, value in zip(self._names, self.params):
-                getattr(self.model, name).copy_(torch.from_numpy(value))
+        if self._work is None:
+            return None
+        S, T = self._work.shape
+        return torch.from_numpy(self._work.Z.reshape(S, T, -1))
+
+    def finish(self) -> None:
+        self.layout.unpack(self.theta)
 
     def state_dict(self) -> dict:
-        return {"m": [a.copy() for a in self.m], "v": [a.copy() for a in self.v], "n_steps": self.n_steps}
+        return {"m": self.m.copy(), "v": self.v.copy(), "n_steps": self.n_steps}
 
     def load_state_dict(self, state: dict) -> None:
-        for dst, src in zip(self.m + self.v, list(state["m"]) + list(state["v"])):
-            dst[...] = src
+        self.m[:] = state["m"]
+        self.v[:] = state["v"]
         self.n_steps = int(state["n_steps"])
+        self.theta = self.layout.pack()

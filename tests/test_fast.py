@@ -1,0 +1,101 @@
+"""The fused Numba training kernels against the PyTorch reference (float64), for every model."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from dsrpipe.config import TrainConfig
+from dsrpipe.models import MODELS, build_model
+from dsrpipe.models.readout import Readout
+from dsrpipe.models.registry import size_arguments
+from dsrpipe.systems import simulate_lorenz63
+from dsrpipe.training import train
+from dsrpipe.training.fast import fast_path_available, loss_and_grads
+from dsrpipe.training.forcing import forced_loss, forcing_weights
+
+SIZES = {"hidden_dim": 12, "n_bases": 3, "n_relu": 2}
+#: (forcing weights, latent_dim, inputs K): GTF with M = N, STF, GTF with inputs and M > N
+SETTINGS = {
+    "gtf": (forcing_weights("gtf", 20, 0.3), 3, 0),
+    "stf": (forcing_weights("stf", 20, tau=6), 3, 0),
+    "inputs-M>N": (forcing_weights("gtf", 20, 0.2), 5, 2),
+    "stf-inputs-M>N": (forcing_weights("stf", 20, tau=4), 6, 1),
+}
+
+
+@pytest.fixture(scope="module")
+def lorenz():
+    x = simulate_lorenz63(6000, dt=0.01, seed=4)
+    return (x - x.mean(0)) / x.std(0)
+
+
+def make(name, M, K, N=3):
+    torch.manual_seed(1)
+    model = build_model(name, M=M, K=K, **size_arguments(name, SIZES)).double()
+    readout = Readout("identity", N, M).double()
+    with torch.no_grad():  # off the initial zeros, so every term of the gradient is exercised
+        for p in model.parameters():
+            if p.ndim == 1 and p.shape[0] == M and not torch.equal(p, model.A):
+                p.normal_(std=0.3)
+        readout.init_map.normal_(std=0.5)
+    return model, readout
+
+
+@pytest.mark.parametrize("setting", sorted(SETTINGS))
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_fast_loss_and_gradients_match_autograd(name, setting):
+    weights, M, K = SETTINGS[setting]
+    model, readout = make(name, M, K)
+    gen = torch.Generator().manual_seed(2)
+    batch = torch.randn(4, 21, 3, dtype=torch.float64, generator=gen)
+    inputs = torch.randn(4, 21, K, dtype=torch.float64, generator=gen) if K else None
+    loss, _ = forced_loss(model, readout, batch, weights, inputs)
+    loss.backward()
+    fast_loss, grads = loss_and_grads(model, readout, batch, weights, inputs)
+    assert fast_loss == pytest.approx(float(loss.detach()), rel=1e-12)
+    reference = dict(model.named_parameters())
+    reference["readout.init_map"] = readout.init_map
+    assert set(grads) == set(reference)
+    for k, p in reference.items():
+        expected = p.grad.numpy() if p.grad is not None else np.zeros(tuple(p.shape))
+        assert p.numel() == 0 or np.abs(expected).max() > 0, f"{k}: the test reaches no gradient"
+        np.testing.assert_allclose(grads[k], expected, rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+TRAJECTORIES = {  # TrainConfig overrides, and whether to pass inputs
+    "gtf": ({}, False),
+    "adaptive": ({"alpha_mode": "adaptive", "alpha_every": 3}, False),
+    "stf-inputs-M>N": ({"forcing": "stf", "stf_tau": 5, "latent_dim": 5}, True),
+    "regularised": ({"l2": 1e-2, "mar_fraction": 0.4, "mar_lambda": 0.5, "latent_dim": 4}, False),
+}
+
+
+@pytest.mark.parametrize("setting", sorted(TRAJECTORIES))
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_parameter_trajectories_match(lorenz, name, setting):
+    """Same seed and batches: both paths follow the same parameters over many RAdam steps
+    (including the rectified phase after step 5, clipping, lr decay and alpha updates)."""
+    overrides, with_inputs = TRAJECTORIES[setting]
+    cfg = TrainConfig(model=name, hidden_dim=16, n_bases=3, n_relu=2, epochs=3, batches_per_epoch=10, seq_len=20,
+                      batch_size=4, grad_clip_norm=0.5, **overrides)
+    inputs = np.sin(np.arange(len(lorenz)) * 0.05)[:, None] if with_inputs else None
+    fast = train(lorenz, dataclasses.replace(cfg, backend="numba"), inputs=inputs)
+    ref = train(lorenz, dataclasses.replace(cfg, backend="torch"), inputs=inputs)
+    assert fast.backend == "numba" and ref.backend == "torch"
+    np.testing.assert_allclose(fast.history["loss"], ref.history["loss"], rtol=1e-9)
+    np.testing.assert_allclose(fast.history["alpha"], ref.history["alpha"], rtol=1e-9)
+    if setting == "adaptive":
+        assert ref.history["alpha"].iloc[-1] != 1.0  # alpha moved
+    pairs = list(zip(fast.model.named_parameters(), ref.model.named_parameters()))
+    pairs += list(zip(fast.readout.named_parameters(), ref.readout.named_parameters()))
+    for (k, a), (_, b) in pairs:
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-8, atol=1e-10, err_msg=k)
+
+
+def test_fast_path_coverage():
+    model, readout = make("PLRNN", 3, 0)
+    assert fast_path_available(model, readout, TrainConfig())[0]
+    assert fast_path_available(model, Readout("affine", 3, 3), TrainConfig()) == (
+        False, "the kernel covers the identity readout, not affine")
