@@ -88,6 +88,13 @@ def cmd_evaluate(args) -> None:
                                               "kaplan_yorke_dimension")}, indent=2))
 
 
+def cmd_select(args) -> None:
+    from dsrpipe.training.selection import select_restart
+
+    result = select_restart(args.run_dirs, args.out)
+    print(f"selected {result['selected']} (seed {result['seed']}): {result['rule']}")
+
+
 def cmd_report(args) -> None:
     from dsrpipe.reporting.stage import run_group
 
@@ -148,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generated", help="where to write the generated orbit (default beside --out)")
     p.add_argument("--fixed-points", help="where to write the fixed-point table (default beside --out)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("select", help="pick the best of a subject's restarts by validation D_stsp "
+                                      "(training data only)")
+    p.add_argument("run_dirs", nargs="+", help="run directories of one subject and setting")
+    p.add_argument("--out", help="selection JSON to write")
+    p.set_defaults(func=cmd_select)
 
     p = sub.add_parser("report", help="group table, summary and HTML report")
     p.add_argument("--metrics", nargs="+", required=True)

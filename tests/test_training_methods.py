@@ -293,3 +293,26 @@ def test_select_restart_without_scores_and_with_a_broken_run(tmp_path):
     (tmp_path / "b" / "config.json").write_text("{not json")
     with pytest.raises(DsrpipeError, match="config.json"):
         select_restart(runs)
+
+
+def test_group_table_marks_the_selected_restart():
+    import pandas as pd
+
+    from dsrpipe.reporting.group import add_restart_selection
+
+    df = pd.DataFrame({"subject": ["01", "01", "01", "02"], "model": ["m"] * 4, "seed": [0, 1, 2, 0],
+                       "d_stsp": [0.1, 5.0, 0.2, 1.0]})
+    configs = [{"data": {"subject": "01"}, "model": {"name": "m"}, "train": {"seed": s},
+                "validation": {"d_stsp": v, "d_h": 0.1}} for s, v in ((0, 0.9), (1, 0.4), (2, None))]
+    out = add_restart_selection(df, configs)
+    # seed 1 has the best validation score although its test D_stsp is the worst: test data never choose
+    assert out["selected"].tolist() == [False, True, False, True]
+    assert math.isnan(out.loc[3, "val_d_stsp"])
+
+
+def test_select_command(tmp_path, capsys):
+    from dsrpipe.cli import main
+
+    runs = [_run(tmp_path, "a", 0, 0.9), _run(tmp_path, "b", 1, 0.3)]
+    assert main(["select", *map(str, runs), "--out", str(tmp_path / "sel.json")]) == 0
+    assert json.loads((tmp_path / "sel.json").read_text())["seed"] == 1

@@ -164,6 +164,33 @@ def collect_metrics(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     return df
 
 
+def add_restart_selection(df: pd.DataFrame, run_configs: Sequence[dict]) -> pd.DataFrame:
+    """Add ``val_d_stsp``, ``val_d_h`` (validation scores on the training segment's held-out
+    tail, from each run's ``config.json``) and ``selected``: per subject and model, the run
+    with the smallest validation D_stsp (D_H, then seed, breaks ties) -- the restart the
+    workflow reports. The test metrics play no part in the choice.
+
+    ``run_configs[i]`` belongs to the run of ``df``'s row with the same subject, model, seed.
+    """
+    scores = {}
+    for cfg in run_configs:
+        val = cfg.get("validation") or {}
+        key = (str(cfg.get("data", {}).get("subject")), str(cfg.get("model", {}).get("name")),
+               int(cfg.get("train", {}).get("seed", 0)))
+        scores[key] = tuple(math.inf if val.get(k) is None else float(val[k]) for k in ("d_stsp", "d_h"))
+    df = df.copy()
+    keys = list(zip(df["subject"], df["model"], df["seed"]))
+    df["val_d_stsp"] = [scores.get(k, (math.nan, math.nan))[0] for k in keys]
+    df["val_d_h"] = [scores.get(k, (math.nan, math.nan))[1] for k in keys]
+    rank = pd.DataFrame({"d": df["val_d_stsp"].fillna(math.inf), "h": df["val_d_h"].fillna(math.inf),
+                         "seed": df["seed"]})
+    df["selected"] = False
+    for _, idx in df.groupby(["subject", "model"]).groups.items():
+        best = rank.loc[idx].sort_values(["d", "h", "seed"]).index[0]
+        df.loc[best, "selected"] = True
+    return df
+
+
 def summarise(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """Group summary of per-run metrics: median +- MAD, mean, range.
 

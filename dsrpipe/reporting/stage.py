@@ -12,8 +12,8 @@ import pandas as pd
 from dsrpipe import DsrpipeError
 from dsrpipe.io.atomic import atomic_path
 from dsrpipe.io.timeseries import read_timeseries
-from dsrpipe.paths import GENERATED_FILE, TRAIN_LOG_FILE
-from dsrpipe.reporting.group import collect_metrics, summarise
+from dsrpipe.paths import CONFIG_FILE, GENERATED_FILE, TRAIN_LOG_FILE
+from dsrpipe.reporting.group import add_restart_selection, collect_metrics, summarise
 from dsrpipe.reporting.report import build_group_report
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,19 @@ def _runs(metrics_paths: Sequence[Path], test_paths: Sequence[Path]) -> Iterator
             "log": pd.read_parquet(run_dir / TRAIN_LOG_FILE),
             "channels": test.channels,
         }
+
+
+def _run_config(run_dir: Path) -> dict:
+    """The run's ``config.json`` (training settings, validation scores); {} when absent."""
+    import json
+
+    path = run_dir / CONFIG_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise DsrpipeError(f"{path}: unreadable run config ({exc})") from exc
 
 
 def run_group(
@@ -53,7 +66,7 @@ def run_group(
     test_paths = [Path(p) for p in test_paths]
     if len(metrics_paths) != len(test_paths):
         raise DsrpipeError(f"{len(metrics_paths)} metrics files but {len(test_paths)} test files")
-    table = collect_metrics(metrics_paths)
+    table = add_restart_selection(collect_metrics(metrics_paths), [_run_config(p.parent) for p in metrics_paths])
     summary = summarise(table)
     html = build_group_report(_runs(metrics_paths, test_paths), summary, table, failed=failed)
     with atomic_path(table_out) as tmp:
