@@ -356,6 +356,9 @@ def preprocess_behaviour(path: str | os.PathLike, cfg: BehaviourConfig, *, subje
         _fail(reference.dt is None, f"{path}: the reference recording has no sampling interval")
         dt, n = float(reference.dt), reference.n_samples
     if kind == "events":
+        missing = [c for c in (*_EVENT_COLUMNS, cfg.label_column) if c not in df.columns]
+        _fail(bool(missing), f"{path}: events table lacks column(s) {missing}")
+        _fail(pd.to_numeric(df["onset"], errors="coerce").isna().any(), f"{path}: non-numeric or missing onset values")
         if reference is None:
             _fail(cfg.dt is None, f"{path}: set behaviour.dt (the grid) or give a reference recording")
             dt = float(cfg.dt)
