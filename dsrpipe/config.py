@@ -65,6 +65,8 @@ class TrainConfig:
     mar_fraction: float = 0.0
     mar_lambda: float = 1.0
     validation_fraction: float = 0.1
+    on_divergence: str = "lower_lr"
+    max_retries: int = 2
     seed: int = 0
     threads: int = 1
     backend: str = "auto"
@@ -96,6 +98,9 @@ class TrainConfig:
         _check(self.l2 >= 0 and self.mar_lambda >= 0, "train.l2 and train.mar_lambda must be >= 0")
         _check(0 <= self.mar_fraction <= 1, "train.mar_fraction must be in [0, 1]")
         _check(0 <= self.validation_fraction < 0.5, "train.validation_fraction must be in [0, 0.5)")
+        _check(self.on_divergence in ("lower_lr", "reseed", "fail"),
+               "train.on_divergence must be lower_lr, reseed or fail")
+        _check(self.max_retries >= 0, "train.max_retries must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -316,3 +316,56 @@ def test_select_command(tmp_path, capsys):
     runs = [_run(tmp_path, "a", 0, 0.9), _run(tmp_path, "b", 1, 0.3)]
     assert main(["select", *map(str, runs), "--out", str(tmp_path / "sel.json")]) == 0
     assert json.loads((tmp_path / "sel.json").read_text())["seed"] == 1
+
+
+# ------------------------------------------------------------------ divergence policy
+
+
+def _explosive(tmp_path):
+    from dsrpipe.io.timeseries import TimeSeries, write_timeseries
+
+    x = simulate_lorenz63(1500, dt=0.01, seed=2)
+    path = tmp_path / "data.parquet"
+    write_timeseries(TimeSeries((x - x.mean(0)) / x.std(0), ["x", "y", "z"], dt=0.01, subject="01"), path)
+    return path
+
+
+@pytest.mark.parametrize("policy", ["lower_lr", "reseed"])
+def test_divergence_policy_retries_then_fails_cleanly(tmp_path, policy):
+    from dsrpipe.training import TrainingDivergedError
+    from dsrpipe.training.run import train_file
+
+    cfg = TrainConfig(**{**SMALL, "epochs": 2}, lr=1e9, lr_end=1e9, grad_clip_norm=None, alpha=0.0,
+                      on_divergence=policy, max_retries=2, backend="torch")
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDivergedError, match=r"diverged in 3 attempt\(s\).*Nothing was saved") as err:
+        train_file(_explosive(tmp_path), run, cfg)
+    if policy == "lower_lr":
+        assert "lr 1e+09" in str(err.value) and "lr 2.5e+08" in str(err.value)
+    else:
+        assert "seed 0" in str(err.value) and "seed 2000" in str(err.value)
+    assert not (run / "config.json").exists() and not (run / "model.pt").exists()
+
+
+def test_divergence_retry_with_a_lower_lr_recovers(tmp_path):
+    """lr 4 diverges (no clipping); lr / 2^k eventually trains: the run is saved with its retries."""
+    from dsrpipe.training.run import train_file
+
+    cfg = TrainConfig(**{**SMALL, "epochs": 2}, lr=2.0, lr_end=1e-3, grad_clip_norm=None, alpha=0.0,
+                      max_retries=12, backend="torch")
+    train_file(_explosive(tmp_path), tmp_path / "run", cfg)
+    info = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert len(info["divergence_retries"]) >= 1
+    assert info["effective_train"]["lr"] == pytest.approx(2.0 / 2 ** len(info["divergence_retries"]))
+
+
+def test_run_config_records_versions_and_a_settings_hash(tmp_path, lorenz):
+    from dsrpipe.config import to_dict
+
+    cfg = TrainConfig(**SMALL, backend="torch")
+    result = train(lorenz, cfg)
+    save_run(tmp_path / "a", result.model, result.history, {"train": to_dict(cfg)}, readout=result.readout)
+    save_run(tmp_path / "b", result.model, result.history, {"train": to_dict(dataclasses.replace(cfg, lr=0.1))})
+    a, b = (json.loads((tmp_path / d / "config.json").read_text()) for d in "ab")
+    assert a["software"]["torch"] == torch.__version__ and "numpy" in a["software"]
+    assert len(a["config_hash"]) == 16 and a["config_hash"] != b["config_hash"]

@@ -17,6 +17,30 @@ from dsrpipe.models.readout import Readout
 from dsrpipe.paths import CONFIG_FILE, MODEL_FILE, TRAIN_LOG_FILE
 
 
+def software_versions() -> dict[str, str]:
+    """Versions of the libraries a result depends on (recorded with every run)."""
+    import platform
+
+    import numpy
+
+    versions = {"python": platform.python_version(), "dsrpipe": __version__, "torch": torch.__version__,
+                "numpy": numpy.__version__}
+    try:
+        import numba
+
+        versions["numba"] = numba.__version__
+    except ImportError:  # numba is optional at run time; the torch path runs without it
+        pass
+    return versions
+
+
+def config_hash(settings: dict) -> str:
+    """A short stable hash of a settings dict (sorted JSON), to tell runs of different settings apart."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def save_run(run_dir: str | os.PathLike, model: LatentModel, history: pd.DataFrame, info: dict[str, Any],
              readout: Readout | None = None) -> None:
     """Write ``model.pt`` (state dict), ``training_log.parquet`` and ``config.json``.
@@ -33,6 +57,8 @@ def save_run(run_dir: str | os.PathLike, model: LatentModel, history: pd.DataFra
         history.to_parquet(tmp, index=False)
     config = {
         "dsrpipe_version": __version__,
+        "software": software_versions(),
+        "config_hash": config_hash(info.get("train", {})),
         "model": {"name": model.name, "hyperparameters": model.hyperparameters(), "n_params": model.n_params},
         **info,
     }

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
 import os
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from dsrpipe.config import TrainConfig, to_dict
 from dsrpipe.io.timeseries import CONTINUOUS, COUNT, INPUT, load_series
 from dsrpipe.paths import CHECKPOINT_FILE
 from dsrpipe.training.checkpoint import save_run
-from dsrpipe.training.loop import TrainResult, train
+from dsrpipe.training.loop import TrainingDivergedError, TrainResult, train
 from dsrpipe.training.progress import Progress
 from dsrpipe.training.selection import MIN_VALIDATION_SAMPLES, validation_scores
 
@@ -41,8 +41,7 @@ def train_file(data_path: str | os.PathLike, run_dir: str | os.PathLike, cfg: Tr
     n_fit = len(x) - n_val
     label = f"sub-{ts.subject} {cfg.model} seed {cfg.seed}"
     checkpoint = Path(run_dir) / CHECKPOINT_FILE
-    result = train(x[:n_fit], cfg, inputs=None if u is None else u[:n_fit],
-                   callbacks=[Progress(cfg.epochs, cfg.log_every, label=label)], checkpoint=checkpoint)
+    result, retries, used = _train_with_retries(x[:n_fit], None if u is None else u[:n_fit], cfg, label, checkpoint)
     validation = None
     if n_val:
         validation = validation_scores(result.model, result.readout, x[n_fit:],
@@ -51,6 +50,8 @@ def train_file(data_path: str | os.PathLike, run_dir: str | os.PathLike, cfg: Tr
                  validation["d_stsp"], validation["d_h"])
     info = {
         "train": to_dict(cfg),
+        "divergence_retries": retries,
+        "effective_train": to_dict(used) if used != cfg else None,
         "backend": result.backend,
         "train_time_s": result.train_time_s,
         "final_loss": float(result.history["loss"].iloc[-1]),
@@ -66,3 +67,35 @@ def train_file(data_path: str | os.PathLike, run_dir: str | os.PathLike, cfg: Tr
     log.info("trained %s in %.1f s (%s path); final loss %.4g -> %s", label, result.train_time_s,
              result.backend, info["final_loss"], run_dir)
     return result
+
+
+def _train_with_retries(x, u, cfg: TrainConfig, label: str, checkpoint: Path) -> tuple[TrainResult, list, TrainConfig]:
+    """Train; on divergence apply ``cfg.on_divergence`` up to ``cfg.max_retries`` times.
+
+    Returns the result, one record per diverged attempt and the settings that finally ran.
+    Each attempt is deterministic, so a rerun of a killed job retraces the same attempts
+    and resumes the last one from its checkpoint.
+    """
+    retries: list[dict] = []
+    current = cfg
+    while True:
+        try:
+            result = train(x, current, inputs=u, callbacks=[Progress(current.epochs, current.log_every, label=label)],
+                           checkpoint=checkpoint)
+            return result, retries, current
+        except TrainingDivergedError as exc:
+            checkpoint.unlink(missing_ok=True)
+            retries.append({"seed": current.seed, "lr": current.lr, "reason": str(exc)})
+            if cfg.on_divergence == "fail" or len(retries) > cfg.max_retries:
+                tried = "; ".join(f"seed {r['seed']}, lr {r['lr']:g}" for r in retries)
+                raise TrainingDivergedError(
+                    f"{label}: training diverged in {len(retries)} attempt(s) ({tried}); last: {exc}. "
+                    "Nothing was saved. Lower train.lr, raise train.alpha or train.grad_clip_norm, "
+                    "or check the data for outliers."
+                ) from exc
+            if cfg.on_divergence == "lower_lr":
+                current = dataclasses.replace(current, lr=current.lr / 2, lr_end=min(current.lr_end, current.lr / 2))
+            else:
+                current = dataclasses.replace(current, seed=current.seed + 1000)
+            log.warning("%s: %s; retry %d of %d with seed %d, lr %g", label, exc, len(retries), cfg.max_retries,
+                        current.seed, current.lr)
