@@ -302,12 +302,24 @@ def test_group_table_marks_the_selected_restart():
 
     df = pd.DataFrame({"subject": ["01", "01", "01", "02"], "model": ["m"] * 4, "seed": [0, 1, 2, 0],
                        "d_stsp": [0.1, 5.0, 0.2, 1.0]})
-    configs = [{"data": {"subject": "01"}, "model": {"name": "m"}, "train": {"seed": s},
-                "validation": {"d_stsp": v, "d_h": 0.1}} for s, v in ((0, 0.9), (1, 0.4), (2, None))]
-    out = add_restart_selection(df, configs)
+    scores = {("01", "m", 0): (0.9, 0.1), ("01", "m", 1): (0.4, 0.1), ("01", "m", 2): (math.inf, math.inf)}
+    out = add_restart_selection(df, scores)
     # seed 1 has the best validation score although its test D_stsp is the worst: test data never choose
     assert out["selected"].tolist() == [False, True, False, True]
     assert math.isnan(out.loc[3, "val_d_stsp"])
+
+
+def test_best_setting_across_a_grid():
+    import pandas as pd
+
+    from dsrpipe.reporting.group import add_restart_selection
+
+    df = pd.DataFrame({"subject": ["01"] * 4, "model": ["a-1", "a-1", "a-2", "a-2"], "seed": [0, 1, 0, 1]})
+    scores = {("01", "a-1", 0): (0.5, 0.0), ("01", "a-1", 1): (0.7, 0.0), ("01", "a-2", 0): (0.9, 0.0),
+              ("01", "a-2", 1): (0.2, 0.0)}
+    out = add_restart_selection(df, scores)
+    assert out["selected"].tolist() == [True, False, False, True]
+    assert out["best_setting"].tolist() == [False, False, False, True]
 
 
 def test_select_command(tmp_path, capsys):

@@ -118,13 +118,17 @@ def _column_order(columns: Sequence[str]) -> list[str]:
     return order + [c for c in columns if c not in order]
 
 
-def collect_metrics(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+def collect_metrics(paths: Sequence[str | os.PathLike], labels: Sequence[str | None] | None = None) -> pd.DataFrame:
     """Read per-run ``metrics.json`` files into one table.
 
     Parameters
     ----------
     paths : sequence of path-like
         One ``metrics.json`` per training run (subject x model x seed).
+    labels : sequence of str or None, optional
+        The setting label of each run (a hyperparameter-grid entry such as
+        ``shPLRNN-2``): it becomes the ``model`` column, and the registry name
+        moves to ``model_name``.
 
     Returns
     -------
@@ -151,8 +155,12 @@ def collect_metrics(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     if not paths:
         raise DsrpipeError("no metrics files given")
     rows, seen = [], {}
-    for p in map(Path, paths):
+    labels = list(labels) if labels is not None else [None] * len(paths)
+    for p, label in zip(map(Path, paths), labels):
         row = _row(_read_json(p), p)
+        row["model_name"] = row["model"]
+        if label:
+            row["model"] = label
         key = tuple(row[k] for k in ID_COLUMNS)
         if key in seen:
             raise DsrpipeError(f"{p}: run {key} also described by {seen[key]}")
@@ -164,20 +172,25 @@ def collect_metrics(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     return df
 
 
-def add_restart_selection(df: pd.DataFrame, run_configs: Sequence[dict]) -> pd.DataFrame:
-    """Add ``val_d_stsp``, ``val_d_h`` (validation scores on the training segment's held-out
-    tail, from each run's ``config.json``) and ``selected``: per subject and model, the run
-    with the smallest validation D_stsp (D_H, then seed, breaks ties) -- the restart the
-    workflow reports. The test metrics play no part in the choice.
+def validation_score(run_config: dict) -> tuple[float, float]:
+    """(validation D_stsp, validation D_H) from a run's ``config.json``; inf when absent."""
+    val = run_config.get("validation") or {}
+    return tuple(math.inf if val.get(k) is None else float(val[k]) for k in ("d_stsp", "d_h"))
 
-    ``run_configs[i]`` belongs to the run of ``df``'s row with the same subject, model, seed.
+
+def add_restart_selection(df: pd.DataFrame, scores: dict[tuple[str, str, int], tuple[float, float]]) -> pd.DataFrame:
+    """Add ``val_d_stsp``, ``val_d_h`` (validation scores on the training segment's held-out
+    tail) and two choices made from them only -- the test metrics play no part:
+
+    ``selected``
+        per subject and model (setting), the restart with the smallest validation D_stsp
+        (D_H, then seed, breaks ties): the run the workflow reports for that setting;
+    ``best_setting``
+        per subject, the selected run of the setting with the smallest validation D_stsp
+        (hyperparameter selection when a grid is trained).
+
+    ``scores`` maps (subject, model, seed) as in ``df`` to (D_stsp, D_H).
     """
-    scores = {}
-    for cfg in run_configs:
-        val = cfg.get("validation") or {}
-        key = (str(cfg.get("data", {}).get("subject")), str(cfg.get("model", {}).get("name")),
-               int(cfg.get("train", {}).get("seed", 0)))
-        scores[key] = tuple(math.inf if val.get(k) is None else float(val[k]) for k in ("d_stsp", "d_h"))
     df = df.copy()
     keys = list(zip(df["subject"], df["model"], df["seed"]))
     df["val_d_stsp"] = [scores.get(k, (math.nan, math.nan))[0] for k in keys]
@@ -185,9 +198,11 @@ def add_restart_selection(df: pd.DataFrame, run_configs: Sequence[dict]) -> pd.D
     rank = pd.DataFrame({"d": df["val_d_stsp"].fillna(math.inf), "h": df["val_d_h"].fillna(math.inf),
                          "seed": df["seed"]})
     df["selected"] = False
+    df["best_setting"] = False
     for _, idx in df.groupby(["subject", "model"]).groups.items():
-        best = rank.loc[idx].sort_values(["d", "h", "seed"]).index[0]
-        df.loc[best, "selected"] = True
+        df.loc[rank.loc[idx].sort_values(["d", "h", "seed"]).index[0], "selected"] = True
+    for _, idx in df[df["selected"]].groupby("subject").groups.items():
+        df.loc[rank.loc[idx].sort_values(["d", "h", "seed"]).index[0], "best_setting"] = True
     return df
 
 

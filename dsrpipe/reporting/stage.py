@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -13,10 +14,13 @@ from dsrpipe import DsrpipeError
 from dsrpipe.io.atomic import atomic_path
 from dsrpipe.io.timeseries import read_timeseries
 from dsrpipe.paths import CONFIG_FILE, GENERATED_FILE, TRAIN_LOG_FILE
-from dsrpipe.reporting.group import add_restart_selection, collect_metrics, summarise
+from dsrpipe.reporting.group import add_restart_selection, collect_metrics, summarise, validation_score
 from dsrpipe.reporting.report import build_group_report
 
 log = logging.getLogger(__name__)
+
+#: a run directory's name: ``model-<setting label>_seed-<n>``
+RUN_NAME = re.compile(r"model-(.+)_seed-(\d+)")
 
 
 def _runs(metrics_paths: Sequence[Path], test_paths: Sequence[Path]) -> Iterator[dict]:
@@ -66,7 +70,15 @@ def run_group(
     test_paths = [Path(p) for p in test_paths]
     if len(metrics_paths) != len(test_paths):
         raise DsrpipeError(f"{len(metrics_paths)} metrics files but {len(test_paths)} test files")
-    table = add_restart_selection(collect_metrics(metrics_paths), [_run_config(p.parent) for p in metrics_paths])
+    labels, scores = [], {}
+    for path in metrics_paths:
+        match = RUN_NAME.fullmatch(path.parent.name)
+        config = _run_config(path.parent)
+        label = match.group(1) if match else config.get("model", {}).get("name")
+        labels.append(label)
+        key = (str(config.get("data", {}).get("subject")), label, int(config.get("train", {}).get("seed", 0)))
+        scores[key] = validation_score(config)
+    table = add_restart_selection(collect_metrics(metrics_paths, labels), scores)
     summary = summarise(table)
     html = build_group_report(_runs(metrics_paths, test_paths), summary, table, failed=failed)
     with atomic_path(table_out) as tmp:
