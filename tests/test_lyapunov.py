@@ -6,7 +6,13 @@ import torch
 from torch.autograd.functional import jacobian as autograd_jacobian
 
 from dsrpipe import DsrpipeError
-from dsrpipe.analysis.lyapunov import kaplan_yorke_dimension, lyapunov_spectrum
+from dsrpipe.analysis.lyapunov import (
+    classify_attractor,
+    kaplan_yorke_dimension,
+    lyapunov_analysis,
+    lyapunov_spectrum,
+    orbit_period,
+)
 from dsrpipe.models.shallow import ClippedShallowPLRNN, ShallowPLRNN
 from dsrpipe.systems import (
     HenonMap,
@@ -98,6 +104,80 @@ def test_diverging_orbit_and_bad_arguments_raise():
         lyapunov_spectrum(HenonMap(), np.zeros((2, 2)), 10)
     with pytest.raises(DsrpipeError):
         lyapunov_spectrum(HenonMap(), [0.1, 0.1], 0)
+
+
+def test_sum_of_exponents_is_the_mean_log_abs_det_jacobian():
+    torch.manual_seed(5)
+    model = ShallowPLRNN(3, 20).double().requires_grad_(False)
+    result = lyapunov_analysis(model, np.ones(3), 3000, n_transient=100, keep_orbit=True)
+    logdet = np.log(np.abs(np.linalg.det(model.jacobian(torch.as_tensor(result.orbit)).numpy())))
+    assert result.exponents.sum() == pytest.approx(logdet.mean(), abs=1e-9)
+
+
+@pytest.mark.parametrize("qr_every", [1, 4])
+def test_convergence_trace(qr_every):
+    result = lyapunov_analysis(HenonMap(), [0.1, 0.1], 20_000, n_transient=100, qr_every=qr_every, n_trace=50,
+                               dt=0.5)
+    assert result.trace.shape == (len(result.trace_steps), 2) and 40 <= len(result.trace_steps) <= 50
+    assert np.all(np.diff(result.trace_steps) > 0) and result.trace_steps[-1] == 20_000
+    assert np.all(result.trace_steps % qr_every == 0)
+    np.testing.assert_allclose(result.trace[-1], result.exponents, rtol=1e-12)
+    # the running estimate at step s is the spectrum of the first s steps
+    s = int(result.trace_steps[9])
+    np.testing.assert_allclose(result.trace[9], lyapunov_spectrum(HenonMap(), [0.1, 0.1], s, n_transient=100,
+                                                                  qr_every=qr_every, dt=0.5), rtol=1e-9)
+    # and it converges: late estimates close to the final one (per time unit: / dt)
+    np.testing.assert_allclose(result.trace[-10:], np.tile([0.419, -1.623], (10, 1)) / 0.5, atol=0.05)
+    assert result.orbit is None
+
+
+# ---------------------------------------------------------------- attractor classification
+
+
+@pytest.mark.parametrize("spectrum, period, expected", [
+    ([0.9, 0.0, -14.6], None, "chaotic"),
+    ([0.42, -1.62], None, "chaotic"),
+    ([1e-5, -0.3, -2.0], None, "cycle"),
+    ([-0.1, -2.0], 3, "cycle"),  # a 3-cycle of the map
+    ([-0.1, -2.0], None, "fixed_point"),
+    ([-0.1, -2.0], 1, "fixed_point"),
+    ([2e-4, -1e-4, -1.0], None, "quasi_periodic"),
+    ([0.05, -10.0], None, "cycle"),  # 0.05 < 0.01 * 10: neutral
+    ([0.2, 0.1, -10.0], None, "chaotic"),
+])
+def test_classification_by_hand(spectrum, period, expected):
+    result = classify_attractor(spectrum, period=period)
+    assert result["class"] == expected
+    assert result["n_positive"] + result["n_zero"] + result["n_negative"] == len(spectrum)
+
+
+def test_classification_is_independent_of_dt_and_has_an_absolute_floor():
+    spec = np.array([0.0009, -0.05, -0.2])
+    assert classify_attractor(spec)["class"] == classify_attractor(spec / 0.01)["class"] == "cycle"
+    assert classify_attractor([0.003, -0.1], abs_tol=0.0)["class"] == "chaotic"
+    assert classify_attractor([0.003, -0.1], abs_tol=0.005)["class"] == "cycle"
+    with pytest.raises(DsrpipeError):
+        classify_attractor([np.nan, 1.0])
+
+
+def test_classification_of_known_systems(lorenz_spectrum):
+    assert classify_attractor(lorenz_spectrum)["class"] == "chaotic"
+    assert classify_attractor(lyapunov_spectrum(HenonMap(), [0.1, 0.1], 5000))["class"] == "chaotic"
+    contraction = lyapunov_analysis(LinearMap(np.diag([0.5, -0.8])), [1.0, 1.0], 500, n_transient=0,
+                                    keep_orbit=True)
+    assert classify_attractor(contraction.exponents, abs_tol=10 / 500)["class"] == "fixed_point"
+    # Lorenz-63 at rho = 160: a stable limit cycle of the flow, one zero exponent
+    limit = lyapunov_analysis(Lorenz63Map(rho=160.0), [1.0, 1.0, 150.0], 30_000, n_transient=5000)
+    assert classify_attractor(limit.exponents, abs_tol=10 / 30_000)["class"] == "cycle"
+
+
+def test_orbit_period():
+    t = np.arange(300)
+    two = np.stack([(-1.0) ** t, np.zeros(300)], axis=1)
+    assert orbit_period(two) == 2
+    assert orbit_period(np.ones((50, 2))) == 1
+    assert orbit_period(np.stack([np.cos(t), np.sin(t)], axis=1)) is None  # irrational rotation
+    assert orbit_period(np.stack([np.cos(2 * np.pi * t / 7), np.sin(2 * np.pi * t / 7)], axis=1)) == 7
 
 
 # ---------------------------------------------------------------- Kaplan-Yorke
