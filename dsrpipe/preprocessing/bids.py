@@ -168,7 +168,8 @@ def discover(cfg: BIDSConfig) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
         covariates[subject] = {k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v)
                                for k, v in row.items()}
     log.info("%s: %d recording(s) of %d subject(s)", root, len(table), table["subject"].nunique())
-    return table.drop(columns="_name")[list(TABLE_COLUMNS)], covariates
+    table = table.drop(columns="_name")[list(TABLE_COLUMNS)]
+    return table.astype(object).where(table.notna(), None), covariates
 
 
 def discover_from_mapping(section: dict[str, Any] | None) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
