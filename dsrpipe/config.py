@@ -188,7 +188,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 # top-level keys of a full config (workflow/schemas/config.schema.yaml)
-TOP_LEVEL_KEYS = ("subjects", "bids", "results_dir", "seeds", "demo", "eeg", "fmri", "spikes", "behaviour", "prepare",
+TOP_LEVEL_KEYS = ("subjects", "bids", "results_dir", "seeds", "grid", "demo", "eeg", "fmri", "spikes", "behaviour", "prepare",
                   "train", "evaluate")
 
 

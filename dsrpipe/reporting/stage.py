@@ -59,12 +59,15 @@ def run_group(
     summary_out: str | os.PathLike,
     report_out: str | os.PathLike,
     failed: Sequence[str] = (),
+    settings: dict[str, dict] | None = None,
 ) -> pd.DataFrame:
     """Aggregate runs into ``table_out`` (one row per run), ``summary_out`` (median, MAD per metric)
     and the self-contained HTML report ``report_out``.
 
     ``metrics_paths[i]`` is a run's ``metrics.json`` (its orbit and training log
     lie beside it); ``test_paths[i]`` the test series it was evaluated on.
+    ``settings`` (label -> train section, :func:`dsrpipe.settings.expand_grid`)
+    adds the values a hyperparameter grid varies as ``setting_<key>`` columns.
     """
     metrics_paths = [Path(p) for p in metrics_paths]
     test_paths = [Path(p) for p in test_paths]
@@ -79,6 +82,11 @@ def run_group(
         key = (str(config.get("data", {}).get("subject")), label, int(config.get("train", {}).get("seed", 0)))
         scores[key] = validation_score(config)
     table = add_restart_selection(collect_metrics(metrics_paths, labels), scores)
+    if settings and len(settings) > 1:  # a hyperparameter grid: the values each setting varies, per run
+        from dsrpipe.settings import settings_table
+
+        grid = settings_table(settings).rename(columns=lambda c: c if c == "setting" else f"setting_{c}")
+        table = table.merge(grid, left_on="model", right_on="setting", how="left").drop(columns="setting")
     summary = summarise(table)
     html = build_group_report(_runs(metrics_paths, test_paths), summary, table, failed=failed)
     with atomic_path(table_out) as tmp:

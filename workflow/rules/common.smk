@@ -1,4 +1,5 @@
 # Plumbing only: config validation, the subjects table, output names, input functions.
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -15,8 +16,12 @@ DEMO = config["subjects"] is None and not BIDS
 if BIDS and config["subjects"] is not None:
     raise ValueError(f"config: set either subjects ({config['subjects']}) or bids.root ({config['bids']['root']}), "
                      "not both")
-MODEL = config["train"]["model"]
 SEEDS = config["seeds"]
+# Training settings: one without a grid (labelled by the model name), else one per grid
+# combination (labels <model>-<i>, listed in results/group/settings.tsv).
+from dsrpipe.settings import expand_grid
+
+SETTINGS = expand_grid(config["train"], config.get("grid"))
 
 MODALITIES = ("eeg", "fmri", "spikes", "behaviour", "timeseries")
 OPTIONAL_COLUMNS = ("session", "modality", "dt", "atlas", "masks", "confounds")
@@ -65,6 +70,7 @@ SUBJECTS = SUBJECTS.set_index("subject", drop=False)
 
 wildcard_constraints:
     subject="|".join(SUBJECTS["subject"]),
+    model="|".join(map(re.escape, SETTINGS)),
     seed=r"\d+",
     modality="|".join(MODALITIES),
 
@@ -156,21 +162,22 @@ def truth_input(wildcards):
 
 
 def all_runs(name):
-    return expand(RUN_FILE(name), subject=SUBJECTS["subject"], model=MODEL, seed=SEEDS)
+    return expand(RUN_FILE(name), subject=SUBJECTS["subject"], model=list(SETTINGS), seed=SEEDS)
 
 
 def available_runs():
-    """Runs whose metrics exist now, and the subject/seed runs that are missing (failed or not run)."""
+    """Runs whose metrics exist now (subject, setting, seed), and those that are missing (failed or not run)."""
     done, missing = [], []
     for subject in SUBJECTS["subject"]:
-        for seed in SEEDS:
-            metrics = RUN_FILE(paths.METRICS_FILE).format(subject=subject, model=MODEL, seed=seed)
-            if Path(metrics).exists():
-                done.append((subject, seed))
-            else:
-                missing.append(f"sub-{subject} seed {seed} (see logs/sub-{subject}/)")
+        for setting in SETTINGS:
+            for seed in SEEDS:
+                metrics = RUN_FILE(paths.METRICS_FILE).format(subject=subject, model=setting, seed=seed)
+                if Path(metrics).exists():
+                    done.append((subject, setting, seed))
+                else:
+                    missing.append(f"sub-{subject} {setting} seed {seed} (see logs/sub-{subject}/)")
     return done, missing
 
 
 def all_tests():
-    return [PREPARED_TEST.format(subject=s) for s in SUBJECTS["subject"] for _ in SEEDS]
+    return [PREPARED_TEST.format(subject=s) for s in SUBJECTS["subject"] for _ in SETTINGS for _ in SEEDS]

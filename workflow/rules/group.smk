@@ -16,6 +16,7 @@ rule report_group:
         report=report(GROUP_OUTPUTS[2], caption="../report/group.rst", category="Group"),
     params:
         failed=[],
+        settings=SETTINGS,
     log:
         "logs/group/report.log",
     resources:
@@ -32,8 +33,8 @@ AVAILABLE, MISSING = available_runs()
 
 rule report_available:
     input:
-        metrics=[RUN_FILE(paths.METRICS_FILE).format(subject=s, model=MODEL, seed=n) for s, n in AVAILABLE],
-        tests=[PREPARED_TEST.format(subject=s) for s, _ in AVAILABLE],
+        metrics=[RUN_FILE(paths.METRICS_FILE).format(subject=s, model=m, seed=n) for s, m, n in AVAILABLE],
+        tests=[PREPARED_TEST.format(subject=s) for s, _, _ in AVAILABLE],
         code=CODE["report"],
     output:
         table=str(paths.group_file("available_runs.parquet", RESULTS)),
@@ -41,6 +42,7 @@ rule report_available:
         report=str(paths.group_file("available_report.html", RESULTS)),
     params:
         failed=MISSING,
+        settings=SETTINGS,
     log:
         "logs/group/report_available.log",
     script:

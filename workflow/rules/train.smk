@@ -7,7 +7,7 @@ rule train_model:
         config=RUN_FILE(paths.CONFIG_FILE),
         log=RUN_FILE(paths.TRAIN_LOG_FILE),
     params:
-        train=config["train"],
+        train=lambda wc: SETTINGS[wc.model],
     threads: config["train"]["threads"]
     log:
         "logs/sub-{subject}/model-{model}_seed-{seed}_train.log",

@@ -6,4 +6,4 @@ from dsrpipe.reporting.stage import run_group
 with logged(snakemake.log[0]):
     run_group(snakemake.input.metrics, snakemake.input.tests, table_out=snakemake.output.table,
               summary_out=snakemake.output.summary, report_out=snakemake.output.report,
-              failed=snakemake.params.failed)
+              failed=snakemake.params.failed, settings=snakemake.params.settings)
