@@ -20,15 +20,6 @@ from dsrpipe.models.registry import size_arguments
 from dsrpipe.systems import HenonMap
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # small batched torch ops are far faster single-threaded on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def random_model(name, M, seed, L=5, B=2, P=2):
     """A registered model with every parameter N(0, 1) (seeded), float64."""
     model = build_model(name, M=M, **size_arguments(name, {"hidden_dim": L, "n_bases": B, "n_relu": P}))

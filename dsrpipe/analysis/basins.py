@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from dsrpipe import DsrpipeError
-from dsrpipe.analysis.lyapunov import float64_model, model_device, orbit_period
+from dsrpipe.analysis.lyapunov import float64_model, model_device, orbit_period, single_threaded
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def limit_sets(model, inits, n_transient: int = 1000, n_record: int = 200) -> tu
     out = torch.empty((n_record, K, M), dtype=torch.float64, device=z.device)
     tangent = torch.ones((K, M), dtype=torch.float64, device=z.device) / np.sqrt(M)
     log_growth = torch.zeros(K, dtype=torch.float64, device=z.device)
-    with torch.no_grad():
+    with torch.no_grad(), single_threaded():
         for _ in range(n_transient):
             z = model.step(z)
             z = torch.where(torch.linalg.vector_norm(z, dim=-1, keepdim=True) < DIVERGENCE_NORM, z, torch.nan)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from dsrpipe import DsrpipeError
-from dsrpipe.analysis.lyapunov import float64_model, model_device
+from dsrpipe.analysis.lyapunov import float64_model, model_device, single_threaded
 
 logger = logging.getLogger(__name__)
 
@@ -328,7 +328,7 @@ def scyfi(
             raise DsrpipeError(f"init_points must have shape (K, {M}), got {extra.shape}")
         starts = np.vstack((extra, starts))
     result: list[Cycle] = []
-    with torch.no_grad():
+    with torch.no_grad(), single_threaded():
         for k in range(1, max_order + 1):
             orbit_states, _ = _orbit(model, torch.as_tensor(starts, device=device), k)
             random_codes = torch.as_tensor(rng.random((n_inits, k, R)) < 0.5, device=device)
@@ -397,7 +397,7 @@ def exhaustive_cycles(model, order: int = 1, *, max_codes: int = MAX_EXHAUSTIVE_
             f"max_codes = {max_codes}; use scyfi, or raise max_codes")
     n_regions = 2**R
     hits_s, hits_c = [], []
-    with torch.no_grad():
+    with torch.no_grad(), single_threaded():
         # the affine map of each of the 2^R regions once; sequences index into them
         all_codes = ((torch.arange(n_regions, device=device).unsqueeze(-1) >> torch.arange(R, device=device)) & 1
                      ).bool()

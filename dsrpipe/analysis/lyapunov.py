@@ -14,6 +14,7 @@ difference equations. Lecture Notes in Mathematics 730, 204-227.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import logging
@@ -76,6 +77,22 @@ def float64_model(model):
         if any(t.is_floating_point() and t.dtype != torch.float64 for t in tensors):
             model = copy.deepcopy(model).double()
     return model
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """Run torch single-threaded inside the block (restored after).
+
+    The analysis loops issue thousands of small batched ops (K x M by M x L);
+    intra-op threading only adds synchronisation to those, and on a shared or
+    oversubscribed machine the spinning threads slow them down by 10-100x.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def model_device(model) -> torch.device:
@@ -204,7 +221,8 @@ def lyapunov_analysis(
         z = z.cpu()
         traj = torch.cat([z[None], orbit(model, z, n_transient + n_steps - 1)])[n_transient:]
     else:
-        traj = _torch_orbit(model, z, n_steps, n_transient)
+        with single_threaded():
+            traj = _torch_orbit(model, z, n_steps, n_transient)
     if not torch.isfinite(traj).all():
         raise DsrpipeError("the orbit diverged (non-finite states); no Lyapunov spectrum")
     t_orbit = time.perf_counter()

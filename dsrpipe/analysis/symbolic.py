@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dsrpipe import DsrpipeError
-from dsrpipe.analysis.lyapunov import float64_model, model_device
+from dsrpipe.analysis.lyapunov import float64_model, model_device, single_threaded
 
 __all__ = ["SymbolicDynamics", "symbolic_dynamics", "visited_regions"]
 
@@ -101,7 +101,8 @@ def visited_regions(model, z0, n_steps: int = 10_000, n_transient: int = 1000) -
         raise DsrpipeError("need n_steps >= 1 and n_transient >= 0")
     model = float64_model(model)
     z0 = torch.as_tensor(np.asarray(z0, dtype=np.float64), device=model_device(model))
-    orbit = model.generate(z0, n_transient + n_steps)[n_transient:]
+    with single_threaded():
+        orbit = model.generate(z0, n_transient + n_steps)[n_transient:]
     if not torch.isfinite(orbit).all():
         raise DsrpipeError("the orbit diverged (non-finite states); no symbolic dynamics")
     return symbolic_dynamics(model, orbit.cpu().numpy())
