@@ -9,6 +9,7 @@ from dsrpipe.analysis.metrics import (
     METRICS,
     power_spectrum_distance,
     prediction_error,
+    prediction_error_curve,
     state_space_divergence,
     state_space_divergence_gmm,
 )
@@ -204,6 +205,21 @@ def test_prediction_error_extra_units_start_at_zero():
     assert prediction_error(LinearMap(A), x, n=1) == pytest.approx(
         np.mean((x[:-1] @ A[:2, :2].T - x[1:]) ** 2), rel=1e-12
     )
+
+
+def test_prediction_error_curve_closed_form_and_agrees_with_single_horizons():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(50, 2))
+    a = 0.8
+    model = scaling_plrnn(3, a)
+    curve = prediction_error_curve(model, x, n_max=20)
+    assert curve.shape == (20,)
+    expected = [np.mean((a**n * x[:-n] - x[n:]) ** 2) for n in range(1, 21)]
+    np.testing.assert_allclose(curve, expected, rtol=1e-12)
+    for n in (1, 7, 20):
+        assert prediction_error(model, x, n=n) == pytest.approx(curve[n - 1], rel=1e-12)
+    with pytest.raises(DsrpipeError, match="n < T"):
+        prediction_error_curve(model, x, n_max=50)
 
 
 def test_prediction_error_bad_input():

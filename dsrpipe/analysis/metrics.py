@@ -31,6 +31,7 @@ __all__ = [
     "state_space_divergence_gmm",
     "power_spectrum_distance",
     "prediction_error",
+    "prediction_error_curve",
 ]
 
 #: above this many bins the binned D_stsp is refused (use the GMM version)
@@ -265,23 +266,50 @@ def prediction_error(model, x: np.ndarray, n: int = 20) -> float:
     -------
     float
     """
+    return float(prediction_error_curve(model, x, n)[-1])
+
+
+def prediction_error_curve(model, x: np.ndarray, n_max: int = 20) -> np.ndarray:
+    """PE(n) for n = 1 .. ``n_max`` in one pass: ``curve[n - 1]`` equals ``prediction_error(model, x, n)``.
+
+    All starts ``t = 0 .. T-2`` iterate together; after step n the first
+    ``T - n`` of them are compared with ``x[n:]`` (the same starts and
+    targets as :func:`prediction_error` with horizon n).
+
+    Parameters
+    ----------
+    model : LatentModel
+        With ``step`` and ``latent_dim >= N``.
+    x : ndarray, shape (T, N)
+        Standardised data, ``T > n_max``.
+    n_max : int
+        Largest horizon.
+
+    Returns
+    -------
+    ndarray, shape (n_max,)
+        Non-finite entries where the predictions overflow.
+    """
     x = _as_2d(x, "x")
     n_time, n_obs = x.shape
-    if n < 1 or n_time <= n:
-        raise DsrpipeError(f"need 1 <= n < T, got n={n}, T={n_time}")
+    if n_max < 1 or n_time <= n_max:
+        raise DsrpipeError(f"need 1 <= n < T, got n={n_max}, T={n_time}")
     n_latent = int(model.latent_dim)
     if n_latent < n_obs:
         raise DsrpipeError(f"identity readout needs latent_dim >= N, got {n_latent} < {n_obs}")
     params = list(model.parameters()) if isinstance(model, torch.nn.Module) else []
     dtype = params[0].dtype if params else torch.float64
     device = params[0].device if params else torch.device("cpu")
+    curve = np.empty(n_max)
     with torch.no_grad():
-        z = torch.zeros((n_time - n, n_latent), dtype=dtype, device=device)
-        z[:, :n_obs] = torch.as_tensor(x[: n_time - n], dtype=dtype, device=device)
-        for _ in range(n):
+        target = torch.as_tensor(x, dtype=torch.float64, device=device)
+        z = torch.zeros((n_time - 1, n_latent), dtype=dtype, device=device)
+        z[:, :n_obs] = torch.as_tensor(x[:-1].copy(), dtype=dtype, device=device)
+        for n in range(1, n_max + 1):
             z = model.step(z)
-        pred = z[:, :n_obs].double().cpu().numpy()
-    return float(np.mean((pred - x[n:]) ** 2))
+            err = z[: n_time - n, :n_obs].double() - target[n:]
+            curve[n - 1] = float(torch.mean(err**2))
+    return curve
 
 
 #: name -> function(x_true, x_gen) -> float, for data-vs-generated comparisons
