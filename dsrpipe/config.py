@@ -129,6 +129,24 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """Group report: grouped summaries and a group comparison."""
+
+    group_by: tuple[str, ...] = ()
+    compare_column: str | None = None
+    compare_groups: tuple[str, ...] = ()
+    compare_metric: str = "d_stsp"
+    permutations: int = 10_000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "group_by", tuple(self.group_by))
+        object.__setattr__(self, "compare_groups", tuple(str(g) for g in self.compare_groups))
+        _check(self.compare_column is None or len(self.compare_groups) == 2,
+               "report.compare_groups must name exactly two groups when report.compare_column is set")
+        _check(self.permutations >= 100, "report.permutations must be >= 100")
+
+
+@dataclass(frozen=True)
 class DemoSubject:
     id: str
     rho: float
@@ -178,7 +196,28 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, section: str) 
     try:
         return cls(**mapping)
     except TypeError as exc:
-        raise DsrpipeError(f"config section '{section}': {exc}") from exc
+        raise DsrpipeError(f"config section '{section}': {_wrong_type(cls, mapping, section) or exc}") from exc
+
+
+def _wrong_type(cls: type, mapping: Mapping[str, Any], section: str) -> str | None:
+    """Name the first key whose value has the wrong type (for a TypeError from ``cls``), or None."""
+    import typing
+
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # unresolvable annotations: keep the original message
+        return None
+    checks = {type(None): lambda v: v is None, bool: lambda v: isinstance(v, bool),
+              int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+              float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+              str: lambda v: isinstance(v, str)}
+    for key, value in mapping.items():
+        allowed = typing.get_args(hints[key]) or (hints[key],)  # int | None -> (int, NoneType)
+        if all(t in checks for t in allowed) and not any(checks[t](value) for t in allowed):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+            return (f"{section}.{key} must be {names}, got {value!r}; "
+                    f"fix {key} in the config file or --set {key}=<{names}>")
+    return None
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -189,7 +228,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 # top-level keys of a full config (workflow/schemas/config.schema.yaml)
 TOP_LEVEL_KEYS = ("subjects", "bids", "results_dir", "seeds", "grid", "demo", "eeg", "fmri", "spikes", "behaviour", "prepare",
-                  "train", "evaluate")
+                  "train", "evaluate", "report")
 
 
 def parse_value(text: str) -> Any:

@@ -19,6 +19,7 @@ from dsrpipe.config import (
     TOP_LEVEL_KEYS,
     DemoConfig,
     EvaluateConfig,
+    ReportConfig,
     PrepareConfig,
     TrainConfig,
     from_mapping,
@@ -34,7 +35,7 @@ SUBJECTS_SCHEMA_FILE = ROOT / "workflow" / "schemas" / "subjects.schema.yaml"
 
 SECTIONS = {"demo": DemoConfig, "eeg": EEGConfig, "fmri": FMRIConfig, "spikes": SpikesConfig,
             "behaviour": BehaviourConfig, "bids": BIDSConfig,
-            "prepare": PrepareConfig, "train": TrainConfig, "evaluate": EvaluateConfig}
+            "prepare": PrepareConfig, "train": TrainConfig, "evaluate": EvaluateConfig, "report": ReportConfig}
 
 
 @pytest.fixture(scope="module")

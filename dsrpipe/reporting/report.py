@@ -82,6 +82,26 @@ def _overview(summary: pd.DataFrame, group_df: pd.DataFrame, dpi: int) -> Report
     return ReportSection("Overview", text, figs, tables)
 
 
+def _quality_section(quality: dict) -> ReportSection:
+    ranking = quality["ranking"]
+    text = ("Subjects ranked by the D_stsp of their reported run (the selected restart of the best "
+            "setting, chosen on training data only).")
+    if "beats_baselines" in ranking.columns:
+        known = ranking["beats_baselines"].dropna()
+        worse = ranking.loc[ranking["beats_baselines"].fillna(True) == False, "subject"].tolist()  # noqa: E712
+        text += (f"\n\n{int(known.sum())} of {len(known)} subjects beat both baseline models (training "
+                 "mean, VAR(1)) on D_stsp and PE(20)"
+                 + (f"; not better than a baseline: {', '.join(map(str, worse))}." if worse else "."))
+    comp = quality.get("comparison")
+    if comp:
+        text += (f"\n\nGroup comparison of {comp['metric']} between {comp['column']} = {comp['groups'][0]} "
+                 f"(n = {comp['n_a']}) and {comp['groups'][1]} (n = {comp['n_b']}): difference of "
+                 f"{comp['statistic']}s {comp['difference']:.4g}, permutation p = {comp['p_value']:.4g} "
+                 f"({comp['n_permutations']} relabellings, two-sided).")
+    return ReportSection("Reconstruction quality", text, [],
+                         [("Ranking", ranking), ("Median and MAD by group", quality["grouped"])])
+
+
 def _error(e: float | None) -> str:
     return "no match" if e is None or not np.isfinite(e) else f"{float(e):.3g}"
 
@@ -140,6 +160,7 @@ def build_group_report(
     *,
     title: str = "dsrpipe group report",
     dpi: int = 72,
+    quality: dict | None = None,
 ) -> str:
     """Build the group HTML report.
 
@@ -161,6 +182,9 @@ def build_group_report(
     title : str
     dpi : int
         Figure resolution; 72 keeps a 100-run report at a few MB.
+    quality : dict, optional
+        ``ranking`` and ``grouped`` tables and an optional ``comparison`` (see
+        :func:`dsrpipe.reporting.stage.quality_tables`), shown after the overview.
 
     Returns
     -------
@@ -174,6 +198,8 @@ def build_group_report(
             "These did not produce results and are missing from every table and "
             "figure below:\n\n" + ", ".join(map(str, failed)), warning=True))
     sections.append(_overview(summary, group_df, dpi))
+    if quality:
+        sections.append(_quality_section(quality))
     for i, run in enumerate(runs):
         sections.append(_run_section(run, i, dpi))
     logger.info("group report: %d run sections, %d failed", len(sections) - 1 - bool(failed),

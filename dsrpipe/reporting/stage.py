@@ -15,7 +15,9 @@ from dsrpipe.io.atomic import atomic_path
 from dsrpipe.io.timeseries import read_timeseries
 from dsrpipe.paths import CONFIG_FILE, GENERATED_FILE, TRAIN_LOG_FILE
 from dsrpipe.reporting.group import add_restart_selection, collect_metrics, summarise, validation_score
+from dsrpipe.config import ReportConfig
 from dsrpipe.reporting.report import build_group_report
+from dsrpipe.reporting.stats import add_covariates, compare_groups, flag_baselines, quality_ranking, summarise_by
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,21 @@ def _run_config(run_dir: Path) -> dict:
         raise DsrpipeError(f"{path}: unreadable run config ({exc})") from exc
 
 
+def quality_tables(table: pd.DataFrame, report: ReportConfig) -> dict:
+    """The report's quality section: ranking, grouped summaries and the configured group comparison."""
+    metrics = [m for m in ("d_stsp", "d_h", "pe_20", "max_lyapunov") if m in table.columns]
+    grouped = []
+    for by in ("modality", *report.group_by):
+        part = summarise_by(table, by, metrics).rename(columns={by: "group"})
+        part.insert(0, "by", by)
+        grouped.append(part.astype({"group": str}))
+    out = {"ranking": quality_ranking(table), "grouped": pd.concat(grouped, ignore_index=True)}
+    if report.compare_column is not None:
+        out["comparison"] = compare_groups(table, report.compare_column, report.compare_groups,
+                                           report.compare_metric, n_permutations=report.permutations)
+    return out
+
+
 def run_group(
     metrics_paths: Sequence[str | os.PathLike],
     test_paths: Sequence[str | os.PathLike],
@@ -60,6 +77,8 @@ def run_group(
     report_out: str | os.PathLike,
     failed: Sequence[str] = (),
     settings: dict[str, dict] | None = None,
+    report: ReportConfig | None = None,
+    covariates: dict[str, dict] | None = None,
 ) -> pd.DataFrame:
     """Aggregate runs into ``table_out`` (one row per run), ``summary_out`` (median, MAD per metric)
     and the self-contained HTML report ``report_out``.
@@ -67,7 +86,9 @@ def run_group(
     ``metrics_paths[i]`` is a run's ``metrics.json`` (its orbit and training log
     lie beside it); ``test_paths[i]`` the test series it was evaluated on.
     ``settings`` (label -> train section, :func:`dsrpipe.settings.expand_grid`)
-    adds the values a hyperparameter grid varies as ``setting_<key>`` columns.
+    adds the values a hyperparameter grid varies as ``setting_<key>`` columns;
+    ``covariates`` (subject -> {column: value}) joins subject covariates; ``report``
+    chooses grouped summaries and a group comparison for the report's quality section.
     """
     metrics_paths = [Path(p) for p in metrics_paths]
     test_paths = [Path(p) for p in test_paths]
@@ -87,8 +108,11 @@ def run_group(
 
         grid = settings_table(settings).rename(columns=lambda c: c if c == "setting" else f"setting_{c}")
         table = table.merge(grid, left_on="model", right_on="setting", how="left").drop(columns="setting")
+    report = report or ReportConfig()
+    table = flag_baselines(add_covariates(table, covariates or {}))
     summary = summarise(table)
-    html = build_group_report(_runs(metrics_paths, test_paths), summary, table, failed=failed)
+    quality = quality_tables(table, report)
+    html = build_group_report(_runs(metrics_paths, test_paths), summary, table, failed=failed, quality=quality)
     with atomic_path(table_out) as tmp:
         table.to_parquet(tmp, index=False)
     with atomic_path(summary_out) as tmp:

@@ -1,3 +1,9 @@
+# Subject covariates for the group table: extra columns of the subjects table, participants.tsv in BIDS mode.
+COVARIATE_COLUMNS = [c for c in SUBJECTS.columns if c not in ("subject", "path", *OPTIONAL_COLUMNS)]
+COVARIATES = {str(s): {**{c: SUBJECTS.loc[s, c] for c in COVARIATE_COLUMNS}, **PARTICIPANTS.get(str(s), {})}
+              for s in SUBJECTS["subject"]}
+
+
 localrules:
     report_group,
     report_available,
@@ -17,6 +23,8 @@ rule report_group:
     params:
         failed=[],
         settings=SETTINGS,
+        report=config["report"],
+        covariates=COVARIATES,
     log:
         "logs/group/report.log",
     resources:
@@ -43,6 +51,8 @@ rule report_available:
     params:
         failed=MISSING,
         settings=SETTINGS,
+        report=config["report"],
+        covariates=COVARIATES,
     log:
         "logs/group/report_available.log",
     script:
