@@ -24,8 +24,7 @@ import numpy as np
 import torch
 
 from dsrpipe import DsrpipeError
-from dsrpipe.analysis.lyapunov import float64_model, model_device
-from dsrpipe.models.shallow import ShallowPLRNN
+from dsrpipe.analysis.lyapunov import float64_model, model_device, single_threaded
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ __all__ = ["FixedPoint", "fixed_points", "METHODS"]
 METHODS = ("scyfi", "exhaustive")
 #: linear systems (I - J) with a larger condition number count as singular
 MAX_CONDITION = 1e12
-#: largest hidden dimension for the exhaustive search (2^L linear regions)
+#: longest region code for the exhaustive search (2^R linear regions)
 MAX_EXHAUSTIVE_L = 20
 
 
@@ -55,6 +54,20 @@ class FixedPoint:
     eigenvalues: np.ndarray
     stable: bool
 
+    @property
+    def kind(self) -> str:
+        """Type from the eigenvalues (:func:`dsrpipe.analysis.cycles.eigenvalue_type`)."""
+        from dsrpipe.analysis.cycles import eigenvalue_type
+
+        return eigenvalue_type(self.eigenvalues)
+
+    @classmethod
+    def from_cycle(cls, cycle) -> "FixedPoint":
+        """The fixed point of an order-1 :class:`~dsrpipe.analysis.cycles.Cycle`."""
+        if cycle.order != 1:
+            raise DsrpipeError(f"a cycle of order {cycle.order} is not a fixed point")
+        return cls(z=cycle.states[0], eigenvalues=cycle.eigenvalues, stable=cycle.stable)
+
     def to_dict(self) -> dict:
         """JSON-ready summary."""
         return {
@@ -63,6 +76,7 @@ class FixedPoint:
             "eigenvalues_imag": [float(v) for v in self.eigenvalues.imag],
             "stable": bool(self.stable),
             "max_abs_eigenvalue": float(np.max(np.abs(self.eigenvalues))),
+            "type": self.kind,
         }
 
 
@@ -116,33 +130,18 @@ def _scyfi(model, inits: torch.Tensor, max_iter: int, tol: float) -> torch.Tenso
     return _polish(model, torch.cat(found), tol) if found else inits[:0]
 
 
-def _exhaustive(model, tol: float) -> torch.Tensor:
-    if not isinstance(model, ShallowPLRNN) or model.clipped:
-        raise DsrpipeError(
-            "method='exhaustive' is implemented for ShallowPLRNN (unclipped) only; "
-            f"got {type(model).__name__}; use method='scyfi'"
-        )
-    L, M = model.hidden_dim, model.latent_dim
-    if L > MAX_EXHAUSTIVE_L:
-        raise DsrpipeError(
-            f"exhaustive search over 2^{L} ReLU masks is too large (L <= {MAX_EXHAUSTIVE_L}); "
-            "use method='scyfi'"
-        )
-    A, W1, W2, h1, h2 = (p.detach() for p in (model.A, model.W1, model.W2, model.h1, model.h2))
-    bits = torch.arange(L, device=A.device)
-    chunk = int(min(2**16, max(1, 2**22 // (M * (M + L)))))
-    found = []
-    for start in range(0, 2**L, chunk):
-        codes = torch.arange(start, min(start + chunk, 2**L), device=A.device)
-        d = ((codes.unsqueeze(-1) >> bits) & 1).to(A.dtype)  # (B, L) ReLU masks
-        J = torch.diag_embed(A.expand(len(d), M)) + (W1 * d.unsqueeze(-2)) @ W2
-        c = (d * h2) @ W1.T + h1
-        z, ok = _solve_affine(J, c)
-        z, d = z[ok], d[ok]
-        consistent = ((z @ W2.T + h2 > 0).to(A.dtype) == d).all(dim=-1)
-        # on a region boundary the mask is ambiguous; F(z) = z decides
-        found.append(z[consistent | _residual_ok(model, z, tol)])
-    return torch.cat(found)
+def _exhaustive(model) -> torch.Tensor:
+    """Every fixed point of a piecewise-linear model: all 2^R region codes (R <= MAX_EXHAUSTIVE_L)."""
+    from dsrpipe.analysis.cycles import exhaustive_cycles
+
+    if not getattr(model, "piecewise_linear", False):
+        raise DsrpipeError(f"method='exhaustive' needs a piecewise-linear model (region/affine); "
+                           f"got {type(model).__name__}; use method='scyfi'")
+    cycles = exhaustive_cycles(model, 1, max_codes=2**MAX_EXHAUSTIVE_L)
+    device = model_device(model)
+    if not cycles:
+        return torch.empty((0, model.latent_dim), dtype=torch.float64, device=device)
+    return torch.as_tensor(np.stack([c.states[0] for c in cycles]), device=device)
 
 
 def _deduplicate(points: np.ndarray, rtol: float = 1e-6) -> np.ndarray:
@@ -181,8 +180,9 @@ def fixed_points(
         equation of its linear region and move there until ``F(z*) = z*``
         (all initial points batched). Finds fixed points reachable this way
         from the initial points; not guaranteed complete.
-        ``"exhaustive"``: every one of the 2^L ReLU masks of a
-        :class:`~dsrpipe.models.shallow.ShallowPLRNN` with ``L <= 20``; complete.
+        ``"exhaustive"``: every one of the 2^R region codes of a
+        piecewise-linear model with ``R = model.region_size <= 20``
+        (:func:`dsrpipe.analysis.cycles.exhaustive_cycles`); complete.
     n_inits : int
         Random initial points, N(0, init_scale^2) per coordinate (scyfi).
     max_iter : int
@@ -207,9 +207,9 @@ def fixed_points(
     model = float64_model(model)
     device = model_device(model)
     M = int(model.latent_dim)
-    with torch.no_grad():
+    with torch.no_grad(), single_threaded():
         if method == "exhaustive":
-            candidates = _exhaustive(model, tol)
+            candidates = _exhaustive(model)
         else:
             if n_inits < 0 or max_iter < 1:
                 raise DsrpipeError("need n_inits >= 0 and max_iter >= 1")
