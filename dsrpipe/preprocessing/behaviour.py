@@ -371,7 +371,7 @@ def preprocess_behaviour(path: str | os.PathLike, cfg: BehaviourConfig, *, subje
         data, names, types, meta, times = samples_to_channels(df, cfg, source=str(path))
         if reference is None:
             steps = np.diff(times)
-            dt = float(np.median(steps)) if len(steps) else float(cfg.dt or 1.0)
+            dt = float(np.round((times[-1] - times[0]) / len(steps), 12)) if len(steps) else float(cfg.dt or 1.0)
             _fail(len(steps) > 0 and np.abs(steps - dt).max() > 1e-6 * dt,
                   f"{path}: irregular {cfg.time_column!r} column; give a reference recording to resample to")
             grid = times

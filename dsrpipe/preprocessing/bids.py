@@ -17,7 +17,6 @@ the key that narrows the selection.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,10 +177,3 @@ def discover_from_mapping(section: dict[str, Any] | None) -> tuple[pd.DataFrame,
 
     return discover(from_mapping(BIDSConfig, section, "bids"))
 
-
-def write_subjects_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a discovered table as a subjects TSV (to inspect or edit, then use as ``subjects``)."""
-    from dsrpipe.io.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
