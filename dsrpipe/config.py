@@ -258,7 +258,8 @@ def load_section(
         except FileNotFoundError:
             raise DsrpipeError(f"{path}: config file not found") from None
         except yaml.YAMLError as exc:
-            raise DsrpipeError(f"{path}: invalid YAML ({exc})") from exc
+            raise DsrpipeError(f"{path}: invalid YAML ({' '.join(str(exc).split())}); fix the syntax at the "
+                               "line named") from exc
         if not isinstance(loaded, dict):
             raise DsrpipeError(f"{path}: expected a mapping at the top level")
         fields = {f.name for f in dataclasses.fields(cls)}

@@ -247,9 +247,12 @@ def read_table(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
 
 
 def _numeric_frame(df: pd.DataFrame, path: Path) -> tuple[np.ndarray, list[str]]:
+    if len(df) == 0:
+        raise DsrpipeError(f"{path}: the table has no data rows (only a header); give one row per sample")
     non_numeric = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
     if non_numeric:
-        raise DsrpipeError(f"{path}: non-numeric columns {non_numeric}")
+        raise DsrpipeError(f"{path}: non-numeric columns {non_numeric}; a table holds one numeric column per "
+                           "channel: drop the text column(s) (labels go in a behaviour table)")
     return df.to_numpy(dtype=np.float64), [str(c) for c in df.columns]
 
 

@@ -28,20 +28,23 @@ def check_data(data: np.ndarray, channels: list[str], *, source: str, min_sample
         raise DsrpipeError(f"{source}: expected a T x N table with N >= 1, got shape {data.shape}")
     if data.shape[0] < min_samples:
         raise DsrpipeError(
-            f"{source}: too few samples ({data.shape[0]}); at least {min_samples} are needed"
+            f"{source}: too few samples ({data.shape[0]}); at least {min_samples} are needed "
+            "(use a longer recording or lower prepare.min_samples)"
         )
     bad = ~np.isfinite(data)
     if bad.any():
         cols = [channels[j] for j in np.flatnonzero(bad.any(axis=0))]
         raise DsrpipeError(
-            f"{source}: {int(bad.sum())} NaN/inf value(s) in channel(s) {', '.join(cols)}"
+            f"{source}: {int(bad.sum())} NaN/inf value(s) in channel(s) {', '.join(cols)}; dsrpipe does not "
+            "impute: interpolate or cut them out, or drop the channel(s)"
         )
     modelled = np.array([t in MODELLED for t in channel_types]) if channel_types else np.ones(data.shape[1], bool)
     std = data.std(axis=0)
     flat = (std <= 1e-12 * (1 + np.abs(data).max(axis=0))) & modelled
     const = [channels[j] for j in np.flatnonzero(flat)]
     if const:
-        raise DsrpipeError(f"{source}: constant channel(s) {', '.join(const)}")
+        raise DsrpipeError(f"{source}: constant channel(s) {', '.join(const)}; drop them (a flat channel "
+                           "carries no dynamics and cannot be standardised)")
 
 
 def standardise(data: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None,

@@ -137,7 +137,8 @@ def read_eeg(path: str | os.PathLike) -> mne.io.BaseRaw:
     try:
         raw = mne.io.read_raw(path, preload=True, verbose="error")
     except Exception as exc:  # the readers raise ValueError, OSError, struct.error, ...
-        raise DsrpipeError(f"{path}: cannot read EEG file ({type(exc).__name__}: {exc})") from exc
+        raise DsrpipeError(f"{path}: cannot read EEG file ({type(exc).__name__}: {exc}); check that it is a "
+                           "complete recording in the format its suffix names (re-export it if not)") from exc
     if path.name.lower().endswith((".edf", ".bdf")):
         _check_edf_size(path)
     sfreq = raw.info["sfreq"]

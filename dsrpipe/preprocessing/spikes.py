@@ -155,6 +155,12 @@ def _collect(block: Any, path: Path, cfg: SpikesConfig
             if name in trains:
                 raise DsrpipeError(f"{path}: unit {name!r} appears twice in segment {s}")
             trains[name] = np.asarray(st.times.rescale("s").magnitude, dtype=np.float64)
+            lo, hi = (float(t.rescale("s").magnitude) for t in (st.t_start, st.t_stop))
+            if trains[name].size and (trains[name].min() < lo or trains[name].max() > hi):
+                raise DsrpipeError(
+                    f"{path}: unit {name!r} in segment {s} has spike times outside its t_start..t_stop "
+                    f"({lo:g}..{hi:g} s; spikes from {trains[name].min():g} to {trains[name].max():g} s), which "
+                    "binning would silently drop; fix t_stop (or the times) in the file")
             if name not in names:
                 names.append(name)
         t0 = min(float(st.t_start.rescale("s").magnitude) for st in seg.spiketrains)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsrpipe import DsrpipeError
 from dsrpipe.config import TrainConfig, to_dict
 from dsrpipe.io.timeseries import CONTINUOUS, COUNT, INPUT, load_series
 from dsrpipe.paths import CHECKPOINT_FILE
@@ -39,6 +40,10 @@ def train_file(data_path: str | os.PathLike, run_dir: str | os.PathLike, cfg: Tr
                     n_val, MIN_VALIDATION_SAMPLES, len(x))
         n_val = 0
     n_fit = len(x) - n_val
+    if n_fit < cfg.seq_len + 2:
+        raise DsrpipeError(
+            f"{data_path}: {n_fit} training samples ({n_val} more held out for validation) are fewer than "
+            f"train.seq_len + 2 = {cfg.seq_len + 2}; lower train.seq_len or use a longer recording")
     label = f"sub-{ts.subject} {cfg.model} seed {cfg.seed}"
     checkpoint = Path(run_dir) / CHECKPOINT_FILE
     result, retries, used = _train_with_retries(x[:n_fit], None if u is None else u[:n_fit], cfg, label, checkpoint)
