@@ -36,201 +36,190 @@ from dsrpipe.models.kernels import (
     D_CLIP,
     D_K,
     D_KIND,
-    D_L,
     D_LIN,
     D_M,
-    FASTMATH,
+    JIT,
     PL,
-    S_A,
-    S_ALPHA,
-    S_C,
-    S_H,
-    S_H2,
-    S_INIT,
-    S_THR,
-    S_W,
-    S_W2T,
     SHALLOW,
     FlatLayout,
     model_family,
     model_map,
+    param_views,
 )
 
 RADAM_BETA1 = 0.9
 RADAM_BETA2 = 0.999
 RADAM_EPS = 1e-8
 
-_JIT = {"cache": True, "error_model": "numpy", "fastmath": FASTMATH}
 
 
-@njit(**_JIT)
-def _model_backward(dims, th, off, Z, PRE, HID, GC, r, gy, gz, g):
+
+@njit(inline="always", **JIT)
+def _model_backward(dims, P, G, Z, r, PRE, GC, c, gy, gz):
     """BPTT through one step ``y = F(z)`` with z = ``Z[r]``.
 
-    Writes ``gz`` = dLoss/dz (M,) and the cache row ``GC[r]`` (shallow: dLoss/d pre;
+    Writes ``gz`` = dLoss/dz (M,) and the cache row ``GC[c]`` (shallow: dLoss/d pre;
     PL, dendritic: dLoss/d phi); accumulates the gradients of the per-unit
-    parameters (A, h, h2, alpha, H) into ``g``. The weight matrices' gradients
-    come per batch from the stored rows (:func:`_weight_grads`).
+    parameters (A, h, h2, alpha, H) into the gradient views ``G``. The weight
+    matrices' gradients come per batch from the stored rows (:func:`_weight_grads`).
     """
     kind = dims[D_KIND]
-    M = dims[D_M]
-    oA = off[S_A]
-    oW = off[S_W]
-    oh = off[S_H]
+    A, W, W2T, h2, alpha, H = P[0], P[1], P[2], P[4], P[5], P[6]
+    gA, gh, gh2, galpha, gH = G[0], G[3], G[4], G[5], G[6]
+    M = A.shape[0]
     for i in range(M):
-        g[oA + i] += gy[i] * Z[r, i]
-        g[oh + i] += gy[i]
-        gz[i] = th[oA + i] * gy[i]
+        gA[i] += gy[i] * Z[r, i]
+        gh[i] += gy[i]
+        gz[i] = A[i] * gy[i]
     if kind == SHALLOW:
-        L = dims[D_L]
-        o2 = off[S_W2T]
-        oh2 = off[S_H2]
+        L = h2.shape[0]
         for k in range(L):
-            GC[r, k] = 0.0
+            GC[c, k] = 0.0
         for i in range(M):
             gi = gy[i]
-            base = oW + i * L
             for k in range(L):
-                GC[r, k] += th[base + k] * gi
-        clipped = dims[D_CLIP]
-        for k in range(L):
-            p = PRE[r, k]
-            d = 0.0
-            if p > 0.0:
-                g[oh2 + k] += GC[r, k]
-                d = 1.0
-            if clipped and p - th[oh2 + k] > 0.0:
-                d -= 1.0
-            GC[r, k] *= d
+                GC[c, k] += W[i, k] * gi
+        # selects, not branches: the signs of pre-activations are unpredictable
+        if dims[D_CLIP]:
+            for k in range(L):
+                g0 = GC[c, k]
+                v = g0 if PRE[c, k] > 0.0 else 0.0
+                gh2[k] += v
+                GC[c, k] = v - (g0 if PRE[c, k] - h2[k] > 0.0 else 0.0)
+        else:
+            for k in range(L):
+                v = GC[c, k] if PRE[c, k] > 0.0 else 0.0
+                gh2[k] += v
+                GC[c, k] = v
         for j in range(M):
-            base = o2 + j * L
             acc = 0.0
             for k in range(L):
-                acc += th[base + k] * GC[r, k]
+                acc += W2T[j, k] * GC[c, k]
             gz[j] += acc
         return
     for j in range(M):
-        GC[r, j] = 0.0
+        GC[c, j] = 0.0
     for i in range(M):  # d phi = offdiag(W)^T gy
         gi = gy[i]
-        base = oW + i * M
         for j in range(i):
-            GC[r, j] += th[base + j] * gi
+            GC[c, j] += W[i, j] * gi
         for j in range(i + 1, M):
-            GC[r, j] += th[base + j] * gi
+            GC[c, j] += W[i, j] * gi
     if kind == PL:
         n_lin = dims[D_LIN]
         for j in range(M):
-            if j < n_lin or Z[r, j] > 0.0:
-                gz[j] += GC[r, j]
+            gz[j] += GC[c, j] if (j < n_lin or Z[r, j] > 0.0) else 0.0
         return
-    B = dims[D_L]
-    oa = off[S_ALPHA]
-    oH = off[S_THR]
+    B = alpha.shape[0]
     clipped = dims[D_CLIP]
     for j in range(M):
         zj = Z[r, j]
-        gp = GC[r, j]
+        gp = GC[c, j]
         slope = 0.0
+        zpos = clipped and zj > 0.0
         for b in range(B):
-            q = zj - th[oH + j * B + b]
-            if q > 0.0:
-                slope += th[oa + b]
-                g[oa + b] += gp * q
-                g[oH + j * B + b] -= gp * th[oa + b]
-            if clipped and zj > 0.0:
-                slope -= th[oa + b]
-                g[oa + b] -= gp * zj
+            q = zj - H[j, b]
+            on = q > 0.0
+            slope += alpha[b] if on else 0.0
+            galpha[b] += gp * q if on else 0.0
+            gH[j, b] -= gp * alpha[b] if on else 0.0
+        if zpos:
+            for b in range(B):
+                slope -= alpha[b]
+                galpha[b] -= gp * zj
         gz[j] += gp * slope
 
 
-@njit(**_JIT)
-def _outer_sum(G, H, g, o, start):
-    """``g[o:] += (G^T H)[:, start:]`` flattened row-major: G (R, a), H (R, start + b)."""
-    R, a = G.shape
-    b = H.shape[1] - start
-    acc = np.zeros((a, b))
+@njit(**JIT)
+def _outer_sum(Gr, Hr, out):
+    """``out += Gr^T Hr``: Gr (R, a), Hr (R, b), out (a, b)."""
+    R, a = Gr.shape
+    b = Hr.shape[1]
+    acc = out
     r = 0
     while r + 4 <= R:  # four rows per pass over acc: a quarter of the accumulator traffic
         for i in range(a):
-            g0 = G[r, i]
-            g1 = G[r + 1, i]
-            g2 = G[r + 2, i]
-            g3 = G[r + 3, i]
+            g0 = Gr[r, i]
+            g1 = Gr[r + 1, i]
+            g2 = Gr[r + 2, i]
+            g3 = Gr[r + 3, i]
             for k in range(b):
-                acc[i, k] += (g0 * H[r, start + k] + g1 * H[r + 1, start + k]
-                              + g2 * H[r + 2, start + k] + g3 * H[r + 3, start + k])
+                acc[i, k] += g0 * Hr[r, k] + g1 * Hr[r + 1, k] + g2 * Hr[r + 2, k] + g3 * Hr[r + 3, k]
         r += 4
     while r < R:
         for i in range(a):
-            gi = G[r, i]
+            gi = Gr[r, i]
             for k in range(b):
-                acc[i, k] += gi * H[r, start + k]
+                acc[i, k] += gi * Hr[r, k]
         r += 1
-    for i in range(a):
-        for k in range(b):
-            g[o + i * b + k] += acc[i, k]
 
 
-@njit(**_JIT)
-def _weight_grads(dims, off, Z, GY, HID, GC, U2, g):
-    """Per-batch gradients of W (W1), W2^T and C from the stored rows (S*T, .)."""
-    M = dims[D_M]
-    _outer_sum(GY, HID, g, off[S_W], 0)
+@njit(**JIT)
+def _weight_grads(dims, G, Z, GY, HID, GC, U2):
+    """Gradients of W (W1), W2^T and C from the stored rows of one window (T, .)."""
+    gW = G[1]
+    _outer_sum(GY, HID, gW)
     if dims[D_KIND] == SHALLOW:
-        _outer_sum(Z, GC, g, off[S_W2T], 0)
+        _outer_sum(Z, GC, G[2])
     else:
-        for i in range(M):  # the diagonal of W is masked out of the map
-            g[off[S_W] + i * M + i] = 0.0
+        for i in range(gW.shape[0]):  # the diagonal of W is masked out of the map
+            gW[i, i] = 0.0
     if dims[D_K] > 0:
-        _outer_sum(GY, U2, g, off[S_C], 0)
+        _outer_sum(GY, U2, G[7])
 
 
-@njit(**_JIT)
-def _regularisation_grad(dims, off, th, reg, g):
+@njit(**JIT)
+def _add_scaled(out, p, c):
+    for i in range(p.shape[0]):
+        for k in range(p.shape[1]):
+            out[i, k] += c * p[i, k]
+
+
+@njit(**JIT)
+def _regularisation_grad(dims, P, G, reg):
     """Gradient of ``l2 * sum(W^2 + W2^2 + C^2)`` and the manifold-attractor penalty on
     the last ``reg[2]`` units (``reg`` = l2, mar_lambda, n_units), as in
     :func:`dsrpipe.training.regularisation.regularisation`."""
-    M = dims[D_M]
-    width = dims[D_L] if dims[D_KIND] == SHALLOW else M
     l2 = reg[0]
-    if l2 > 0.0:
-        sizes = (M * width, M * dims[D_L] if dims[D_KIND] == SHALLOW else 0, M * dims[D_K])
-        slots = (S_W, S_W2T, S_C)
-        for q in range(3):
-            o = off[slots[q]]
-            if o >= 0:
-                for i in range(sizes[q]):
-                    g[o + i] += 2.0 * l2 * th[o + i]
+    if l2 > 0.0:  # W (W1), W2^T, C
+        _add_scaled(G[1], P[1], 2.0 * l2)
+        _add_scaled(G[2], P[2], 2.0 * l2)
+        _add_scaled(G[7], P[7], 2.0 * l2)
     lam = reg[1]
     n = int(reg[2])
     if lam > 0.0 and n > 0:
+        A, W, h = P[0], P[1], P[3]
+        M = A.shape[0]
         for i in range(M - n, M):
-            g[off[S_A] + i] -= 2.0 * lam * (1.0 - th[off[S_A] + i])
-            g[off[S_H] + i] += 2.0 * lam * th[off[S_H] + i]
-            for k in range(width):
-                g[off[S_W] + i * width + k] += 2.0 * lam * th[off[S_W] + i * width + k]
+            G[0][i] -= 2.0 * lam * (1.0 - A[i])
+            G[3][i] += 2.0 * lam * h[i]
+            for k in range(W.shape[1]):
+                G[1][i, k] += 2.0 * lam * W[i, k]
 
 
-@njit(**_JIT)
-def loss_and_grad(dims, th, off, X, U, w, g, Z, GY, PRE, HID, GC):
+@njit(**JIT)
+def loss_and_grad(dims, off, th, g, X, U, w, Z, GY, PRE, HID, GC):
     """Forced-rollout MSE of the batch ``X`` (S, T + 1, N) and its gradient, added to ``g``.
 
-    ``U`` (S, T + 1, K) inputs (K may be 0), ``w`` (T,) forcing weights. Work arrays
-    (S * T rows): ``Z`` (., M) receives the forced states z~_{t-1} each prediction
-    started from, ``GY`` (., M), ``PRE``, ``HID``, ``GC`` (., cache_width).
+    ``th``, ``g`` flat parameters and gradient (layout ``dims``, ``off``); ``U``
+    (S, T + 1, K) inputs (K may be 0), ``w`` (T,) forcing weights. Work arrays:
+    ``Z`` (S * T, M) receives the forced states z~_{t-1} each prediction started
+    from, ``GY`` (S * T, M); ``PRE``, ``HID``, ``GC`` (T, cache_width) hold one
+    window at a time (cache-resident; the weight gradients are summed per window).
     """
     S, T1, N = X.shape
     T = T1 - 1
     M = dims[D_M]
     K = dims[D_K]
-    oC = off[S_C]
-    oI = off[S_INIT]
+    P = param_views(dims, off, th)
+    G = param_views(dims, off, g)
+    C, init, ginit = P[7], P[8], G[8]
     scale = 1.0 / (S * T * N)
     z = np.empty(M)
     y = np.empty(M)
     gz = np.empty(M)
     gy = np.empty(M)
+    Us = np.empty((T, K))
     loss = 0.0
     for s in range(S):
         for i in range(N):
@@ -238,17 +227,17 @@ def loss_and_grad(dims, th, off, X, U, w, g, Z, GY, PRE, HID, GC):
         for j in range(M - N):
             acc = 0.0
             for n in range(N):
-                acc += th[oI + j * N + n] * X[s, 0, n]
+                acc += init[j, n] * X[s, 0, n]
             z[N + j] = acc
         for t in range(T):
             r = s * T + t
             for i in range(M):
                 Z[r, i] = z[i]
-            model_map(dims, th, off, z, PRE, HID, r, y)
+            model_map(dims, P, z, PRE, HID, t, y)
             for i in range(M):
                 acc = 0.0
                 for k in range(K):
-                    acc += th[oC + i * K + k] * U[s, t + 1, k]
+                    acc += C[i, k] * U[s, t + 1, k]
                 y[i] += acc
             a = w[t]
             for i in range(N):
@@ -269,20 +258,18 @@ def loss_and_grad(dims, th, off, X, U, w, g, Z, GY, PRE, HID, GC):
                 gy[i] = gz[i]
             for i in range(M):
                 GY[r, i] = gy[i]
-            _model_backward(dims, th, off, Z, PRE, HID, GC, r, gy, gz, g)
+            _model_backward(dims, P, G, Z, r, PRE, GC, t, gy, gz)
         for j in range(M - N):  # z_0 = [x_0, init_map x_0]
             for n in range(N):
-                g[oI + j * N + n] += gz[N + j] * X[s, 0, n]
-    U2 = np.empty((S * T, K))
-    for s in range(S):
+                ginit[j, n] += gz[N + j] * X[s, 0, n]
         for t in range(T):
             for k in range(K):
-                U2[s * T + t, k] = U[s, t + 1, k]
-    _weight_grads(dims, off, Z, GY, HID, GC, U2, g)
+                Us[t, k] = U[s, t + 1, k]
+        _weight_grads(dims, G, Z[s * T:(s + 1) * T], GY[s * T:(s + 1) * T], HID, GC, Us)
     return loss * scale
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _radam(th, g, m, v, lr, step, coef):
     """torch.optim.RAdam (no weight decay) on flat vectors, the gradient scaled by ``coef``."""
     b1 = RADAM_BETA1
@@ -304,8 +291,8 @@ def _radam(th, g, m, v, lr, step, coef):
         th[i] -= lr * upd
 
 
-@njit(**_JIT)
-def train_step(dims, th, off, g, m, v, X, U, w, reg, lr, step, clip_norm, Z, GY, PRE, HID, GC):
+@njit(**JIT)
+def train_step(dims, off, th, g, m, v, X, U, w, reg, lr, step, clip_norm, Z, GY, PRE, HID, GC):
     """One fused training step on the flat parameters ``th``; updates ``th``, ``m``, ``v``
     in place and returns the loss (without penalties, as the reference reports it).
 
@@ -313,10 +300,10 @@ def train_step(dims, th, off, g, m, v, X, U, w, reg, lr, step, clip_norm, Z, GY,
     optimiser step. A non-finite loss leaves the parameters untouched.
     """
     g[:] = 0.0
-    loss = loss_and_grad(dims, th, off, X, U, w, g, Z, GY, PRE, HID, GC)
+    loss = loss_and_grad(dims, off, th, g, X, U, w, Z, GY, PRE, HID, GC)
     if not math.isfinite(loss):
         return loss
-    _regularisation_grad(dims, off, th, reg, g)
+    _regularisation_grad(dims, param_views(dims, off, th), param_views(dims, off, g), reg)
     coef = 1.0
     if clip_norm > 0.0:
         total = 0.0
@@ -337,9 +324,9 @@ class Workspace:
         self.shape = (S, T)
         self.Z = np.zeros((S * T, M))
         self.GY = np.zeros((S * T, M))
-        self.PRE = np.zeros((S * T, width))
-        self.HID = np.zeros((S * T, width))
-        self.GC = np.zeros((S * T, width))
+        self.PRE = np.zeros((T, width))
+        self.HID = np.zeros((T, width))
+        self.GC = np.zeros((T, width))
 
     def arrays(self) -> tuple:
         return self.Z, self.GY, self.PRE, self.HID, self.GC
@@ -371,7 +358,7 @@ def loss_and_grads(model, readout, batch, weights, inputs=None) -> tuple[float, 
     w = np.ascontiguousarray(np.asarray(weights, dtype=np.float64))
     g = np.zeros(layout.size)
     ws = Workspace(layout, S, T1 - 1)
-    loss = loss_and_grad(layout.dims, layout.pack(), layout.offsets, X, _as_inputs(inputs, S, T1), w, g,
+    loss = loss_and_grad(layout.dims, layout.offsets, layout.pack(), g, X, _as_inputs(inputs, S, T1), w,
                          *ws.arrays())
     params = dict(model.named_parameters())
     params["readout.init_map"] = readout.init_map
@@ -437,7 +424,7 @@ class NumbaStepper:
         S, T1, _ = X.shape
         ws = self._workspace(S, T1 - 1)
         self.n_steps += 1
-        return train_step(self.layout.dims, self.theta, self.layout.offsets, self.grad, self.m, self.v, X,
+        return train_step(self.layout.dims, self.layout.offsets, self.theta, self.grad, self.m, self.v, X,
                           _as_inputs(inputs, S, T1), self._weights_array(weights), self.reg, float(lr),
                           float(self.n_steps), self.clip, *ws.arrays())
 
