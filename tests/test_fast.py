@@ -99,3 +99,25 @@ def test_fast_path_coverage():
     assert fast_path_available(model, readout, TrainConfig())[0]
     assert fast_path_available(model, Readout("affine", 3, 3), TrainConfig()) == (
         False, "the kernel covers the identity readout, not affine")
+
+
+@pytest.mark.parametrize("overrides", [{}, {"model": "ALRNN", "alpha_mode": "adaptive", "alpha_every": 4,
+                                            "latent_dim": 4, "teacher_noise": 0.05}])
+def test_train_many_equals_training_each_alone(lorenz, overrides):
+    from dsrpipe.training.batched import train_many
+
+    cfg = TrainConfig(hidden_dim=10, epochs=2, batches_per_epoch=6, seq_len=15, batch_size=3, **overrides)
+    seeds = [0, 5, 2]
+    many = train_many(lorenz, cfg, seeds, threads=2)
+    assert [m.seed for m in many] == seeds
+    for item in many:
+        assert item.error is None
+        alone = train(lorenz, dataclasses.replace(cfg, seed=item.seed, backend="numba"))
+        for col in ("epoch", "loss", "alpha", "lr"):
+            np.testing.assert_array_equal(item.result.history[col], alone.history[col], err_msg=col)
+        pairs = list(zip(item.result.model.state_dict().items(), alone.model.state_dict().items()))
+        pairs += list(zip(item.result.readout.state_dict().items(), alone.readout.state_dict().items()))
+        for (k, a), (_, b) in pairs:
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
+    # different seeds, different models
+    assert not np.array_equal(many[0].result.model.A.detach().numpy(), many[1].result.model.A.detach().numpy())

@@ -1,0 +1,227 @@
+"""Many models per job: restarts of one setting trained together in one process.
+
+:func:`train_many` trains R models on the same data with different seeds. Every
+optimiser step draws each model's batch from its own seeded sampler (as
+:func:`dsrpipe.training.train` does) and runs the fused kernel of
+:mod:`dsrpipe.training.fast` for all models at once, a Numba ``prange`` over
+the model axis. Each model's result is the one ``train`` gives with the same
+seed and ``backend: numba`` (``tests/test_fast.py`` checks it). A model whose
+loss turns non-finite stops there and reports its error; the others go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import pandas as pd
+import torch
+from numba import njit, prange
+
+from dsrpipe import DsrpipeError
+from dsrpipe.config import TrainConfig
+from dsrpipe.models.kernels import FlatLayout
+from dsrpipe.training.data import SubsequenceSampler
+from dsrpipe.training.fast import (
+    Workspace,
+    fast_path_available,
+    regularisation_vector,
+    train_step,
+)
+from dsrpipe.training.forcing import AdaptiveAlpha, estimate_stf_tau, forcing_weights
+from dsrpipe.training.loop import (
+    EpochRecord,
+    TrainingDivergedError,
+    TrainResult,
+    build_from_config,
+    learning_rate,
+)
+
+log = logging.getLogger(__name__)
+
+
+@njit(cache=True, parallel=True)
+def train_steps(dims, off, TH, G, Mo, V, X, U, W, reg, lr, step, clip_norm, active, Z, GY, PRE, HID, GC, losses):
+    """One fused training step for every active model r (leading axis of all arrays but
+    ``dims``, ``off``, ``reg``): :func:`dsrpipe.training.fast.train_step` in a prange."""
+    for r in prange(TH.shape[0]):
+        if active[r]:
+            losses[r] = train_step(dims, off, TH[r], G[r], Mo[r], V[r], X[r], U[r], W[r], reg, lr, step,
+                                   clip_norm, Z[r], GY[r], PRE[r], HID[r], GC[r])
+
+
+@dataclass
+class RestartResult:
+    """One model of :func:`train_many`: its seed and either its result or its error."""
+
+    seed: int
+    result: TrainResult | None
+    error: TrainingDivergedError | None = None
+
+
+class _Models:
+    """R models of one setting: their parameters, RAdam moments and work arrays, stacked."""
+
+    def __init__(self, models, readouts, cfg: TrainConfig) -> None:
+        self.models, self.readouts = models, readouts
+        self.layouts = [FlatLayout(m, r) for m, r in zip(models, readouts)]
+        lay = self.layouts[0]
+        R, S, T = len(models), cfg.batch_size, cfg.seq_len
+        self.dims, self.off = lay.dims, lay.offsets
+        self.theta = np.stack([layout.pack() for layout in self.layouts])
+        self.grad, self.m, self.v = (np.zeros_like(self.theta) for _ in range(3))
+        ws = Workspace(lay, S, T)
+        self.work = [np.zeros((R, *a.shape)) for a in ws.arrays()]
+        self.reg = regularisation_vector(models[0], cfg)
+        self.clip = float(cfg.grad_clip_norm) if cfg.grad_clip_norm is not None else -1.0
+
+    def states(self, r: int) -> torch.Tensor:
+        """The forced states (S, T, M) of model r's last step."""
+        Z = self.work[0][r]
+        S = self.X.shape[1]
+        return torch.from_numpy(Z.reshape(S, -1, Z.shape[-1]))
+
+    def unpack(self, r: int) -> None:
+        self.layouts[r].unpack(self.theta[r])
+
+    def step(self, X, U, W, lr: float, n_steps: int, active, losses) -> None:
+        self.X = X
+        train_steps(self.dims, self.off, self.theta, self.grad, self.m, self.v, X, U, W, self.reg, float(lr),
+                    float(n_steps), self.clip, active, *self.work, losses)
+
+
+def train_many(
+    x_train: np.ndarray,
+    cfg: TrainConfig,
+    seeds: Sequence[int],
+    *,
+    inputs: np.ndarray | None = None,
+    threads: int | None = None,
+) -> list[RestartResult]:
+    """Train one model per seed on the same data, all in one process (fused CPU kernel).
+
+    Parameters
+    ----------
+    x_train : ndarray, shape (T, N)
+    cfg : TrainConfig
+        The setting; ``cfg.seed`` is replaced by each of ``seeds``. It must be one
+        the fused kernel covers (:func:`dsrpipe.training.fast.fast_path_available`);
+        no checkpoints.
+    seeds : the R seeds
+    inputs : ndarray, shape (T, K), optional
+    threads : Numba threads for the loop over models (default ``cfg.threads``).
+
+    Returns
+    -------
+    list of RestartResult, in the order of ``seeds``; ``result`` equals
+    ``train(x_train, replace(cfg, seed=seed, backend="numba"), inputs=inputs)``
+    except for wall times.
+
+    Raises
+    ------
+    DsrpipeError
+        When the fused kernel does not cover the setting.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise DsrpipeError("train_many needs at least one seed")
+    if cfg.device != "cpu":
+        raise DsrpipeError("train_many runs the fused CPU kernel; use device: cpu")
+    torch.set_num_threads(cfg.threads)
+    numba.set_num_threads(min(threads or cfg.threads, numba.config.NUMBA_NUM_THREADS))
+    x_train = np.asarray(x_train)
+    n_inputs = 0 if inputs is None else np.asarray(inputs).shape[1]
+    series = np.concatenate([x_train, np.asarray(inputs)], axis=1) if n_inputs else x_train
+    data = torch.tensor(series, dtype=torch.float64)
+    N = x_train.shape[1]
+    models, readouts, samplers, generators = [], [], [], []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        model, readout = build_from_config(dataclasses.replace(cfg, seed=seed), N, n_inputs)
+        model, readout = model.double(), readout.double()
+        readout.init_from_data(x_train)
+        models.append(model)
+        readouts.append(readout)
+        generators.append(generator)
+        samplers.append(SubsequenceSampler(data, cfg.seq_len, cfg.batch_size, generator))
+    available, why = fast_path_available(models[0], readouts[0], cfg)
+    if not available:
+        raise DsrpipeError(f"train_many needs the fused kernel, which does not cover this setting ({why})")
+    tau = None
+    if cfg.forcing == "stf":
+        tau = cfg.stf_tau or estimate_stf_tau(x_train)
+    R, S, T = len(seeds), cfg.batch_size, cfg.seq_len
+    schedules = [AdaptiveAlpha(start=1.0, every=cfg.alpha_every) for _ in seeds] if cfg.alpha_mode == "adaptive" \
+        else None
+
+    def weights_of(r: int) -> np.ndarray:
+        alpha = schedules[r].alpha if schedules is not None else cfg.alpha
+        return forcing_weights(cfg.forcing, T, alpha, tau).numpy()
+
+    stack = _Models(models, readouts, cfg)
+    W = np.stack([weights_of(r) for r in range(R)])
+    X = np.zeros((R, S, T + 1, N))
+    U = np.zeros((R, S, T + 1, n_inputs))
+    active = np.ones(R, dtype=np.bool_)
+    losses = np.zeros(R)
+    errors: list[TrainingDivergedError | None] = [None] * R
+    records: list[list[EpochRecord]] = [[] for _ in seeds]
+    log.info("training %d %s models together (%d Numba threads)", R, models[0].name, numba.get_num_threads())
+    start = time.perf_counter()
+    n_steps = 0
+    for epoch in range(1, cfg.epochs + 1):
+        lr = learning_rate(cfg, epoch)
+        totals = [0.0] * R
+        for b in range(cfg.batches_per_epoch):
+            for r in np.flatnonzero(active):
+                window = samplers[r].sample()
+                batch = window[..., :N] if n_inputs else window
+                if cfg.teacher_noise > 0:
+                    noise = torch.randn(batch.shape, generator=generators[r], dtype=batch.dtype)
+                    batch = batch + cfg.teacher_noise * noise
+                X[r] = batch.numpy()
+                if n_inputs:
+                    U[r] = window[..., N:].numpy()
+            n_steps += 1
+            stack.step(X, U, W, lr, n_steps, active, losses)
+            for r in np.flatnonzero(active):
+                value = float(losses[r])
+                if not math.isfinite(value):
+                    errors[r] = TrainingDivergedError(
+                        f"training diverged: loss = {value} at epoch {epoch}, batch {b + 1} "
+                        f"(try a smaller train.lr or a larger train.alpha)")
+                    active[r] = False
+                    continue
+                totals[r] += value
+                if schedules is not None and schedules[r].due(n_steps):
+                    stack.unpack(r)
+                    schedules[r].update(schedules[r].estimate(models[r], stack.states(r)))
+                    W[r] = weights_of(r)
+        wall = time.perf_counter() - start
+        for r in np.flatnonzero(active):
+            stack.unpack(r)
+            if not all(torch.isfinite(p).all() for p in models[r].parameters()):
+                errors[r] = TrainingDivergedError(f"training diverged: non-finite parameters after epoch {epoch}")
+                active[r] = False
+                continue
+            alpha = schedules[r].alpha if schedules is not None else (cfg.alpha if cfg.forcing == "gtf" else 1.0 / tau)
+            records[r].append(EpochRecord(epoch, totals[r] / cfg.batches_per_epoch, alpha, lr, wall))
+        if not active.any():
+            break
+    elapsed = time.perf_counter() - start
+    out = []
+    for r, seed in enumerate(seeds):
+        if errors[r] is not None:
+            out.append(RestartResult(seed, None, errors[r]))
+            continue
+        history = pd.DataFrame([rec.__dict__ for rec in records[r]])
+        out.append(RestartResult(seed, TrainResult(model=models[r], history=history, train_time_s=elapsed,
+                                                   backend="numba-many", readout=readouts[r], stf_tau=tau)))
+    return out
