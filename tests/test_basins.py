@@ -105,6 +105,20 @@ def test_cluster_limit_sets_by_hand():
     labels, reps = cluster_limit_sets(np.stack([fixed_a, cycle, fixed_b, shifted, fixed_a + 1e-3,
                                                 np.full((5, 2), np.nan)]), dist_tol=0.01)
     assert labels.tolist() == [0, 1, 2, 1, 0, -1] and reps == [0, 1, 2]
+    # a fixed point on one of the points of a 2-cycle: as periodic sets they differ (both directions
+    # count); read as aperiodic samples (partial coverage allowed) the point lies on the cycle
+    on_cycle = np.tile([1.0, 0.0], (5, 1))
+    sets = np.stack([cycle, on_cycle])
+    assert cluster_limit_sets(sets, 0.01, periodic=[True, True])[0].tolist() == [0, 1]
+    assert cluster_limit_sets(sets, 0.01)[0].tolist() == [0, 0]
+    assert cluster_limit_sets(sets, 0.01, periodic=[False, True])[0].tolist() == [0, 1]
+    # part of a chaotic set joins the set; spacing absorbs the sampling density
+    def ring(a, b, r=1.0):
+        t = np.linspace(a, b, 40)
+        return r * np.stack([np.cos(t), np.sin(t)], axis=1)
+
+    assert cluster_limit_sets(np.stack([ring(0, 6), ring(0, 3, 1.02)]), 0.01)[0].tolist() == [0, 0]
+    assert cluster_limit_sets(np.stack([ring(0, 6), ring(0, 6, 0.5)]), 0.01)[0].tolist() == [0, 1]
 
 
 def test_bad_arguments():

@@ -25,7 +25,14 @@ import pandas as pd
 import torch
 
 from dsrpipe import DsrpipeError
-from dsrpipe.analysis.lyapunov import float64_model, model_device, orbit_period, single_threaded
+from dsrpipe.analysis.lyapunov import (
+    classify_attractor,
+    float64_model,
+    lyapunov_spectrum,
+    model_device,
+    orbit_period,
+    single_threaded,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +55,11 @@ class BasinResult:
         Attractor index per initial condition (row of ``attractors``); -1 for diverging orbits.
     attractors : DataFrame
         One row per attractor: ``label``, ``n_inits``, ``fraction`` (of all K),
-        ``class`` (``fixed_point``, ``cycle``, ``chaotic``: see :func:`basins`),
-        ``period`` (steps; 0 when aperiodic), ``max_lyapunov`` (per step, mean over
-        its orbits), ``size`` (RMS distance of its points from their centroid) and the
+        ``class`` (``fixed_point``, ``cycle``, ``quasi_periodic``, ``chaotic``,
+        ``unknown``: see :func:`basins`), ``period`` (steps; 0 when aperiodic),
+        ``max_lyapunov`` (largest exponent per step; NaN when not computed), ``size`` (RMS distance of its points from their centroid) and the
         centroid ``c0 .. c{M-1}``.
-    limit_sets : list of ndarray, shape (n_record, M)
+    limit_sets : list of ndarray, shape (n_keep, M)
         One representative recorded orbit per attractor.
     grid : ndarray, shape (n_v, n_u), optional
         ``labels`` on the plane grid (row j: ``v[j]``; column i: ``u[i]``).
@@ -128,52 +135,55 @@ def plane_grid(center, basis, u, v=None) -> np.ndarray:
     return center + uu.ravel()[:, None] * basis[0] + vv.ravel()[:, None] * basis[1]
 
 
-def limit_sets(model, inits, n_transient: int = 1000, n_record: int = 200) -> tuple[np.ndarray, np.ndarray]:
+def limit_sets(model, inits, n_transient: int = 1000, n_record: int = 1000, n_keep: int = 200,
+               n_tail: int = 101, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Iterate all initial conditions as one batch and record their limit sets.
 
     Parameters
     ----------
-    model : object with ``step`` and ``jacobian``
+    model : object with ``step``
     inits : array_like, shape (K, M)
     n_transient : int
         Steps discarded.
     n_record : int
-        Steps recorded after the transient.
+        Steps recorded after the transient: long enough for an orbit to
+        cover a chaotic attractor (a few tens of its Lyapunov times).
+    n_keep : int
+        Recorded states kept per orbit, at random times (the same for every
+        orbit) among the ``n_record`` steps, sorted.
+    seed : int
+        Seed of those times.
+    n_tail : int
+        Consecutive final states kept per orbit (for the period).
 
     Returns
     -------
-    orbits : ndarray, shape (K, n_record, M)
-        Non-finite for diverging orbits.
-    max_lyapunov : ndarray, shape (K,)
-        Largest finite-time Lyapunov exponent per step over the recorded
-        steps (a tangent vector through the model's Jacobians); NaN for diverging orbits.
+    samples : ndarray, shape (K, min(n_keep, n_record), M)
+        Non-finite for diverging orbits (norm above ``DIVERGENCE_NORM``).
+    tails : ndarray, shape (K, min(n_tail, n_record), M)
+        The last consecutive states.
     """
     model = float64_model(model)
     z = torch.as_tensor(np.asarray(inits, dtype=np.float64), device=model_device(model))
     if z.ndim != 2:
         raise DsrpipeError(f"inits must have shape (K, M), got {tuple(z.shape)}")
-    if n_transient < 0 or n_record < 1:
-        raise DsrpipeError("need n_transient >= 0 and n_record >= 1")
-    K, M = z.shape
-    out = torch.empty((n_record, K, M), dtype=torch.float64, device=z.device)
-    tangent = torch.ones((K, M), dtype=torch.float64, device=z.device) / np.sqrt(M)
-    log_growth = torch.zeros(K, dtype=torch.float64, device=z.device)
+    if n_transient < 0 or n_record < 1 or n_keep < 1 or n_tail < 1:
+        raise DsrpipeError("need n_transient >= 0 and n_record, n_keep, n_tail >= 1")
+    # random (seeded) recording times: an even stride could alias with a cycle's period
+    keep = set(np.random.default_rng(seed).choice(n_record, min(n_keep, n_record), replace=False).tolist())
+    n_tail = min(n_tail, n_record)
+    samples, tails = [], []
     with torch.no_grad(), single_threaded():
-        for _ in range(n_transient):
+        for t in range(n_transient + n_record):
             z = model.step(z)
-            z = torch.where(torch.linalg.vector_norm(z, dim=-1, keepdim=True) < DIVERGENCE_NORM, z, torch.nan)
-        for t in range(n_record):
-            tangent = (model.jacobian(z) @ tangent.unsqueeze(-1)).squeeze(-1)
-            norm = torch.linalg.vector_norm(tangent, dim=-1)
-            log_growth += torch.log(norm)
-            tangent = tangent / norm.clamp_min(1e-300).unsqueeze(-1)
-            z = model.step(z)
-            z = torch.where(torch.linalg.vector_norm(z, dim=-1, keepdim=True) < DIVERGENCE_NORM, z, torch.nan)
-            out[t] = z
-    orbits = out.transpose(0, 1).cpu().numpy()
-    lam = (log_growth / n_record).cpu().numpy()
-    lam[~np.isfinite(orbits).all(axis=(1, 2))] = np.nan
-    return orbits, lam
+            if t % 50 == 0:  # diverging orbits become NaN (checked now and then: it costs two ops)
+                z = torch.where(torch.linalg.vector_norm(z, dim=-1, keepdim=True) < DIVERGENCE_NORM, z, torch.nan)
+            r = t - n_transient
+            if r in keep:
+                samples.append(z)
+            if r >= n_record - n_tail:
+                tails.append(z)
+    return torch.stack(samples, 1).cpu().numpy(), torch.stack(tails, 1).cpu().numpy()
 
 
 def _directed(a: np.ndarray, b: np.ndarray) -> float:
@@ -189,23 +199,32 @@ def _spacing(a: np.ndarray) -> float:
     return float(np.sqrt(np.maximum(d2.min(axis=1), 0.0)).mean()) if len(a) > 1 else 0.0
 
 
-def cluster_limit_sets(orbits, dist_tol: float, max_points: int = 100) -> tuple[np.ndarray, list[int]]:
-    """Group recorded limit sets into attractors by a symmetric point-set distance.
+def cluster_limit_sets(orbits, dist_tol: float, periodic=None, max_points: int = 200) -> tuple[np.ndarray, list[int]]:
+    """Group recorded limit sets into attractors by point-set distances.
 
     Greedy in the order given: an orbit joins the first attractor whose
-    representative (its first orbit) lies within
-    ``dist_tol + 2 * spacing(representative)`` by the symmetric mean
-    nearest-neighbour distance ``max(d(A, B), d(B, A))``, else it founds a new
-    one. ``spacing`` (the mean distance between neighbouring recorded points,
-    0 for fixed points and cycles) absorbs the sampling density of chaotic
-    attractors; ``dist_tol`` is absolute.
+    representative (its founding orbit) is close enough, else it founds a
+    new one. With ``d(A, B)`` the mean distance from the points of A to their
+    nearest point of B and ``s`` the mean distance between neighbouring
+    recorded points of a set (0 for a fixed point or a cycle of the map,
+    the sampling density of an extended set), "close" means
+
+    - both exactly periodic (fixed points, k-cycles): ``max(d(A, B), d(B, A)) <= dist_tol``;
+    - both aperiodic (chaotic sets, invariant curves): ``min(d(A, B), d(B, A)) <= dist_tol + 2 max(s_A, s_B)``
+      (one finite sample may cover only part of a chaotic attractor, but
+      lies on the other sample's set);
+    - one periodic, one not: never.
 
     Parameters
     ----------
-    orbits : ndarray, shape (K, n_record, M)
+    orbits : ndarray, shape (K, n, M)
+        Recorded points of each limit set.
     dist_tol : float
+        Absolute distance tolerance.
+    periodic : bool array_like, shape (K,), optional
+        Which limit sets are exactly periodic (default: none).
     max_points : int
-        Recorded points used per orbit (the last ones), bounding the cost.
+        Points used per orbit (the last ones), bounding the cost.
 
     Returns
     -------
@@ -215,20 +234,28 @@ def cluster_limit_sets(orbits, dist_tol: float, max_points: int = 100) -> tuple[
         Index of each attractor's founding orbit.
     """
     orbits = np.asarray(orbits, dtype=float)[:, -max_points:]
+    periodic = np.zeros(len(orbits), bool) if periodic is None else np.asarray(periodic, bool)
     labels = np.full(len(orbits), -1, dtype=np.int64)
     reps: list[int] = []
     spacings: list[float] = []
     for i, pts in enumerate(orbits):
         if not np.isfinite(pts).all():
             continue
-        for label, (r, s) in enumerate(zip(reps, spacings)):
-            if max(_directed(pts, orbits[r]), _directed(orbits[r], pts)) <= dist_tol + 2 * s:
+        s_i = None if periodic[i] else _spacing(pts)
+        for label, (r, s_r) in enumerate(zip(reps, spacings)):
+            if periodic[r] != periodic[i]:
+                continue
+            if periodic[i]:
+                close = max(_directed(pts, orbits[r]), _directed(orbits[r], pts)) <= dist_tol
+            else:
+                close = min(_directed(pts, orbits[r]), _directed(orbits[r], pts)) <= dist_tol + 2 * max(s_i, s_r)
+            if close:
                 labels[i] = label
                 break
         else:
             labels[i] = len(reps)
             reps.append(i)
-            spacings.append(_spacing(pts))
+            spacings.append(0.0 if periodic[i] else s_i)
     return labels, reps
 
 
@@ -237,38 +264,46 @@ def basins(
     inits,
     *,
     n_transient: int = 1000,
-    n_record: int = 200,
+    n_record: int = 1000,
+    n_keep: int = 200,
     dist_tol: float = 0.05,
     scale: float | None = None,
-    lyapunov_tol: float = 1e-3,
+    lyapunov_steps: int = 5000,
+    rel_tol: float = 0.01,
+    max_typed: int = 10,
 ) -> BasinResult:
     """Attractors reached from the initial conditions ``inits`` and their basins.
 
     Each initial condition runs ``n_transient`` steps, then ``n_record``
-    steps are recorded (:func:`limit_sets`); limit sets closer than
-    ``dist_tol * scale`` (:func:`cluster_limit_sets`) are one attractor.
-    An attractor's class: ``fixed_point`` (its orbit has period 1) or
-    ``cycle`` (period k > 1, a k-cycle of the map); an aperiodic one is
-    ``chaotic`` when its mean finite-time largest Lyapunov exponent (per
-    step) exceeds ``lyapunov_tol``, else ``cycle`` (a closed invariant curve
-    such as a sampled limit cycle, or a torus). A periodic limit set with a
-    positive exponent is an unstable object reached on its stable manifold
-    (e.g. a saddle from its separatrix). The exponent only types an
-    attractor and does not split clusters: finite-time estimates from one
-    short orbit on a chaotic set fluctuate in sign.
+    steps are recorded (``n_keep`` of them kept, :func:`limit_sets`); limit
+    sets closer than ``dist_tol * scale`` (:func:`cluster_limit_sets`; an
+    orbit is periodic when its last 101 states repeat exactly) are one attractor. An attractor's class: ``fixed_point`` or ``cycle`` when
+    its orbit is exactly periodic (period 1 or k > 1, a k-cycle of the map);
+    otherwise :func:`~dsrpipe.analysis.lyapunov.classify_attractor` of the
+    Lyapunov spectrum over ``lyapunov_steps`` steps from the attractor's
+    last recorded state (``chaotic``, ``cycle`` for a closed invariant
+    curve such as a sampled limit cycle, ``quasi_periodic``). Spectra are
+    computed for the ``max_typed`` largest basins only (the others:
+    ``unknown``); the exponents type attractors and do not split clusters.
+    A periodic limit set with a positive exponent is an unstable object
+    reached on its stable manifold (e.g. a saddle from its separatrix).
 
     Parameters
     ----------
     model : object with ``step`` and ``jacobian``
     inits : array_like, shape (K, M)
-    n_transient, n_record : int
+    n_transient, n_record, n_keep : int
     dist_tol : float
         Relative distance tolerance.
     scale : float, optional
         Length scale of ``dist_tol``; default: the RMS spread of all finite
         recorded points around their mean (1 if that is 0).
-    lyapunov_tol : float
-        Per-step exponent above which an attractor is chaotic.
+    lyapunov_steps : int
+        Steps of each attractor's spectrum (0: no spectra, aperiodic attractors are ``unknown``).
+    rel_tol : float
+        Relative tolerance of :func:`~dsrpipe.analysis.lyapunov.classify_attractor`.
+    max_typed : int
+        Attractors (largest basins first) whose spectrum is computed.
 
     Returns
     -------
@@ -276,33 +311,40 @@ def basins(
         Without a grid (see :func:`basin_map`).
     """
     inits = np.asarray(inits, dtype=float)
-    orbits, lam = limit_sets(model, inits, n_transient, n_record)
-    finite = np.isfinite(orbits).all(axis=(1, 2))
+    samples, tails = limit_sets(model, inits, n_transient, n_record, n_keep)
+    finite = np.isfinite(samples).all(axis=(1, 2)) & np.isfinite(tails).all(axis=(1, 2))
+    samples[~finite] = np.nan
     if scale is None:
-        pts = orbits[finite].reshape(-1, orbits.shape[-1])
+        pts = samples[finite].reshape(-1, samples.shape[-1])
         scale = float(np.sqrt(((pts - pts.mean(0)) ** 2).sum(1).mean())) if len(pts) else 1.0
         scale = scale if scale > 0 else 1.0
-    labels, reps = cluster_limit_sets(orbits, dist_tol * scale)
+    periods = [orbit_period(t, max_period=len(t) - 1) if f and len(t) > 1 else None for t, f in zip(tails, finite)]
+    labels, reps = cluster_limit_sets(samples, dist_tol * scale, periodic=[p is not None for p in periods])
+    sizes = [int((labels == label).sum()) for label in range(len(reps))]
+    typed = set(np.argsort(sizes, kind="stable")[::-1][:max_typed].tolist())
     rows = []
     for label, r in enumerate(reps):
         members = labels == label
-        pts = orbits[members].reshape(-1, orbits.shape[-1])
+        pts = samples[members].reshape(-1, samples.shape[-1])
         centroid = pts.mean(axis=0)
-        lam_mean = float(np.nanmean(lam[members]))
-        period = orbit_period(orbits[r], max_period=min(100, n_record - 1)) if n_record > 1 else None
-        if period:  # exactly periodic: a fixed point or k-cycle (unstable if lam_mean > 0: reached on its
-            kind = "fixed_point" if period == 1 else "cycle"  # stable manifold only, e.g. a saddle)
-        else:
-            kind = "chaotic" if lam_mean > lyapunov_tol else "cycle"
+        period = periods[r]
+        lam, kind = np.nan, "unknown"
+        if lyapunov_steps and label in typed:
+            spectrum = lyapunov_spectrum(model, tails[r, -1], lyapunov_steps, n_transient=0)
+            lam = float(spectrum[0])
+            if not period and np.all(np.isfinite(spectrum)):
+                kind = classify_attractor(spectrum, rel_tol=rel_tol, abs_tol=10.0 / lyapunov_steps)["class"]
+        if period:
+            kind = "fixed_point" if period == 1 else "cycle"
         rows.append({"label": label, "n_inits": int(members.sum()), "fraction": float(members.mean()),
-                     "class": kind, "period": int(period or 0), "max_lyapunov": lam_mean,
+                     "class": kind, "period": int(period or 0), "max_lyapunov": lam,
                      "size": float(np.sqrt(((pts - centroid) ** 2).sum(1).mean())),
                      **{f"c{i}": float(v) for i, v in enumerate(centroid)}})
     n_div = int((labels < 0).sum())
     logger.info("basins: %d attractor(s) from %d initial conditions, %d diverging", len(reps), len(inits), n_div)
     table = pd.DataFrame(rows, columns=["label", "n_inits", "fraction", "class", "period", "max_lyapunov", "size",
-                                        *[f"c{i}" for i in range(orbits.shape[-1])]])
-    return BasinResult(inits=inits, labels=labels, attractors=table, limit_sets=[orbits[r] for r in reps])
+                                        *[f"c{i}" for i in range(samples.shape[-1])]])
+    return BasinResult(inits=inits, labels=labels, attractors=table, limit_sets=[samples[r] for r in reps])
 
 
 def basin_map(model, x, *, n_grid: int = 20, margin: float = 0.2, **kwargs) -> BasinResult:
