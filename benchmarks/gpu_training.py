@@ -15,17 +15,21 @@ import torch
 
 from dsrpipe.config import TrainConfig
 from dsrpipe.models import build_model
-from dsrpipe.training.loop import NumbaStepper, TorchStepper
+from dsrpipe.models.readout import Readout
+from dsrpipe.training.fast import NumbaStepper
+from dsrpipe.training.forcing import forcing_weights
+from dsrpipe.training.loop import TorchStepper
 
 SIZES = [(3, 50, 16, 75), (20, 200, 16, 75), (100, 1000, 16, 75)]
 
 
 def per_step(stepper, batches, sync) -> float:
-    stepper.step(batches[0], 1e-3)
+    weights = forcing_weights("gtf", batches[0].shape[1] - 1, 0.125).to(batches[0].device)
+    stepper.step(batches[0], 1e-3, weights)
     sync()
     t0 = time.perf_counter()
     for b in batches:
-        stepper.step(b, 1e-3)
+        stepper.step(b, 1e-3, weights)
     sync()
     return (time.perf_counter() - t0) / len(batches) * 1e3
 
@@ -43,13 +47,16 @@ def main() -> None:
         gen = torch.Generator().manual_seed(0)
         batches = [torch.randn(S, T + 1, M, generator=gen, dtype=torch.float64) for _ in range(args.steps)]
         row = []
-        row.append(per_step(TorchStepper(build_model("shPLRNN", M=M, L=L).double(), cfg), batches[:10], lambda: None))
-        row.append(per_step(NumbaStepper(build_model("shPLRNN", M=M, L=L).double(), cfg), batches, lambda: None))
+        for stepper in (TorchStepper, NumbaStepper):
+            model, readout = build_model("shPLRNN", M=M, L=L).double(), Readout("identity", M, M).double()
+            row.append(per_step(stepper(model, readout, cfg), batches[:10] if stepper is TorchStepper else batches,
+                                lambda: None))
         if cuda:
             for dtype in (torch.float64, torch.float32):
                 model = build_model("shPLRNN", M=M, L=L).to("cuda", dtype)
+                readout = Readout("identity", M, M).to("cuda", dtype)
                 dev_batches = [b.to("cuda", dtype) for b in batches]
-                row.append(per_step(TorchStepper(model, cfg), dev_batches, torch.cuda.synchronize))
+                row.append(per_step(TorchStepper(model, readout, cfg), dev_batches, torch.cuda.synchronize))
         print(f"{M:>4}{L:>6}" + "".join(f"{v:>11.3f}" if i < 2 else f"{v:>9.3f}" for i, v in enumerate(row)))
 
 

@@ -1,23 +1,41 @@
-"""Training step cost: the fused Numba path against the plain PyTorch loop, in one run.
+"""Training step cost: the fused Numba paths against the plain PyTorch loop, in one run.
 
 The baseline is the project's reference path (``train.backend: torch``): the model's
-``step`` called once per time step under generalized teacher forcing, autograd and
-``torch.optim.RAdam``. Both paths train the same model on the same batches.
+``step`` called once per time step under generalized teacher forcing (alpha 0.125),
+autograd, gradient-norm clipping and ``torch.optim.RAdam``, float64. Against it:
 
-    python benchmarks/training_step.py [--steps 200] [--threads 1]
+* ``numba``: the fused kernel for one model (``NumbaStepper``, 1 thread);
+* ``many``: ``train_many`` with R models of the same setting in one process (a Numba
+  prange over models), per model and step, batch sampling included.
+
+CPU time of this process is printed next to wall time: on a shared machine wall time
+includes time other jobs held the cores. ``--compile`` also measures the first-call
+JIT cost in fresh processes (empty and warm Numba cache).
+
+    python benchmarks/training_step.py [--steps 100] [--models 32] [--threads 2] [--compile]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 
+import numba
+import numpy as np
 import torch
 
 from dsrpipe.config import TrainConfig
 from dsrpipe.models import build_model
-from dsrpipe.training.loop import NumbaStepper, TorchStepper
+from dsrpipe.models.readout import Readout
+from dsrpipe.training.batched import train_many
+from dsrpipe.training.fast import NumbaStepper
+from dsrpipe.training.forcing import forcing_weights
+from dsrpipe.training.loop import TorchStepper
 
 SIZES = [  # (M, L, batch, sequence length)
     (3, 50, 16, 75),    # CNS 2023 tutorial
@@ -25,35 +43,90 @@ SIZES = [  # (M, L, batch, sequence length)
 ]
 
 
-def time_stepper(stepper, batches, lr=1e-3) -> float:
-    stepper.step(batches[0], lr)  # warm-up (JIT load, allocator)
-    t0 = time.perf_counter()
+def make_stepper(kind, M, L, cfg):
+    torch.manual_seed(0)
+    model = build_model("shPLRNN", M=M, L=L).double()
+    readout = Readout("identity", M, M).double()
+    return (TorchStepper if kind == "torch" else NumbaStepper)(model, readout, cfg)
+
+
+def time_stepper(stepper, batches, weights, lr=1e-3) -> tuple[float, float]:
+    """(wall, cpu) seconds per step."""
+    stepper.step(batches[0], lr, weights)  # warm-up (JIT load, allocator)
+    w0, c0 = time.perf_counter(), time.process_time()
     for b in batches:
-        stepper.step(b, lr)
+        stepper.step(b, lr, weights)
     stepper.finish()
-    return (time.perf_counter() - t0) / len(batches)
+    return (time.perf_counter() - w0) / len(batches), (time.process_time() - c0) / len(batches)
+
+
+def time_many(M, L, S, T, R, threads, steps) -> tuple[float, float]:
+    """(wall, cpu) seconds per model and step of ``train_many`` with R models; cpu is the
+    process's CPU time over all threads, the setup (building R models) subtracted."""
+    x = np.random.default_rng(0).standard_normal((2000, M))
+
+    def run(n):
+        cfg = TrainConfig(latent_dim=M, hidden_dim=L, batch_size=S, seq_len=T, epochs=1, batches_per_epoch=n,
+                          threads=threads)
+        c0 = time.process_time()
+        out = train_many(x, cfg, range(R), threads=threads)
+        return out[0].result.history["wall_time_s"].iloc[-1], time.process_time() - c0
+
+    run(2)  # warm-up (JIT load)
+    _, cpu_short = run(2)
+    wall, cpu = run(steps + 2)
+    return wall / ((steps + 2) * R), (cpu - cpu_short) / (steps * R)
+
+
+def compile_cost() -> None:
+    """First-step time of NumbaStepper and train_many in fresh processes: empty, then warm cache."""
+    code = ("import time; t0 = time.perf_counter(); import numpy as np, torch; "
+            "from dsrpipe.config import TrainConfig; from dsrpipe.models import build_model; "
+            "from dsrpipe.models.readout import Readout; from dsrpipe.training.fast import NumbaStepper; "
+            "from dsrpipe.training.batched import train_many; from dsrpipe.training.forcing import forcing_weights; "
+            "t1 = time.perf_counter(); cfg = TrainConfig(latent_dim=3, hidden_dim=50); "
+            "s = NumbaStepper(build_model('shPLRNN', M=3, L=50).double(), Readout('identity', 3, 3).double(), cfg); "
+            "s.step(torch.zeros(16, 76, 3, dtype=torch.float64), 1e-3, forcing_weights('gtf', 75, 0.1)); "
+            "t2 = time.perf_counter(); "
+            "train_many(np.random.default_rng(0).standard_normal((500, 3)), "
+            "TrainConfig(hidden_dim=50, epochs=1, batches_per_epoch=1), [0, 1], threads=2); "
+            "t3 = time.perf_counter(); print(f'{t1 - t0:.1f} {t2 - t1:.1f} {t3 - t2:.1f}')")
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        for label in ("empty cache", "warm cache"):
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            imp, single, many = out.stdout.split()
+            print(f"first call, {label}: imports {imp} s, NumbaStepper first step {single} s, "
+                  f"train_many first call {many} s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=100, help="Numba steps per size (torch: a quarter, >= 10)")
+    parser.add_argument("--models", type=int, default=32, help="R for the many-models row")
+    parser.add_argument("--threads", type=int, default=2, help="Numba threads for the many-models row")
+    parser.add_argument("--compile", action="store_true", help="also measure the first-call JIT cost")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"threads {args.threads}, {args.steps} steps per path")
-    print(f"{'M':>4}{'L':>6}{'batch':>7}{'seq':>5}{'torch ms/step':>15}{'numba ms/step':>15}{'ratio':>8}")
+    torch.set_num_threads(1)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {load:.1f}; torch {torch.__version__}, "
+          f"numba {numba.__version__}; torch and numba (single model) on 1 thread")
+    print(f"{'M':>4}{'L':>6}{'batch':>7}{'seq':>5}  {'path':<18}{'ms/step wall':>13}{'ms/step cpu':>12}"
+          f"{'ratio wall':>11}{'ratio cpu':>10}")
     for M, L, S, T in SIZES:
         cfg = TrainConfig(latent_dim=M, hidden_dim=L, batch_size=S, seq_len=T)
         gen = torch.Generator().manual_seed(0)
         batches = [torch.randn(S, T + 1, M, generator=gen, dtype=torch.float64) for _ in range(args.steps)]
-        torch.manual_seed(0)
-        ref = TorchStepper(build_model("shPLRNN", M=M, L=L).double(), cfg)
-        t_ref = time_stepper(ref, batches[: max(20, args.steps // 4)])
-        torch.manual_seed(0)
-        fast = NumbaStepper(build_model("shPLRNN", M=M, L=L).double(), cfg)
-        t_fast = time_stepper(fast, batches)
-        print(f"{M:>4}{L:>6}{S:>7}{T:>5}{t_ref * 1e3:>15.3f}{t_fast * 1e3:>15.3f}{t_ref / t_fast:>8.1f}")
+        weights = forcing_weights("gtf", T, 0.125)
+        ref = time_stepper(make_stepper("torch", M, L, cfg), batches[: max(10, args.steps // 4)], weights)
+        rows = [("torch (baseline)", ref), ("numba", time_stepper(make_stepper("numba", M, L, cfg), batches, weights))]
+        rows.append((f"many R={args.models} t={args.threads}",
+                     time_many(M, L, S, T, args.models, args.threads, max(10, args.steps // 4))))
+        for label, (wall, cpu) in rows:
+            print(f"{M:>4}{L:>6}{S:>7}{T:>5}  {label:<18}{wall * 1e3:>13.3f}{cpu * 1e3:>12.3f}"
+                  f"{ref[0] / wall:>11.1f}{ref[1] / cpu:>10.1f}")
+    if args.compile:
+        compile_cost()
 
 
 if __name__ == "__main__":
