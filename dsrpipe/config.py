@@ -69,6 +69,7 @@ class TrainConfig:
     max_retries: int = 2
     seed: int = 0
     threads: int = 1
+    models_per_job: int = 1
     backend: str = "auto"
     device: str = "cpu"
     log_every: int = 25
@@ -101,6 +102,7 @@ class TrainConfig:
         _check(self.on_divergence in ("lower_lr", "reseed", "fail"),
                "train.on_divergence must be lower_lr, reseed or fail")
         _check(self.max_retries >= 0, "train.max_retries must be >= 0")
+        _check(self.models_per_job >= 1, "train.models_per_job must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,16 @@ class EvaluateConfig:
     lyapunov_transient: int = 1_000
     fixed_point_method: str = "scyfi"
     fixed_point_inits: int = 300
+    max_cycle_order: int = 2
+    virtual_fixed_points: bool = False
+    pe_curve_steps: int = 20
+    lyapunov_trace: int = 100
+    classify_rel_tol: float = 0.01
+    basin_grid: int = 20
+    basin_inits: str = "grid"
+    basin_transient: int = 1000
+    basin_record: int = 1000
+    basin_dist_tol: float = 0.05
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -126,6 +138,15 @@ class EvaluateConfig:
         _check(self.lyapunov_steps >= 100, "evaluate.lyapunov_steps must be >= 100")
         _check(self.fixed_point_method in ("scyfi", "exhaustive"),
                "evaluate.fixed_point_method must be 'scyfi' or 'exhaustive'")
+        _check(self.max_cycle_order >= 1, "evaluate.max_cycle_order must be >= 1")
+        _check(self.pe_curve_steps >= 1, "evaluate.pe_curve_steps must be >= 1")
+        _check(self.lyapunov_trace >= 1, "evaluate.lyapunov_trace must be >= 1")
+        _check(self.classify_rel_tol >= 0, "evaluate.classify_rel_tol must be >= 0")
+        _check(self.basin_grid == 0 or self.basin_grid >= 2, "evaluate.basin_grid must be 0 (off) or >= 2")
+        _check(self.basin_inits in ("grid", "data"), "evaluate.basin_inits must be 'grid' or 'data'")
+        _check(self.basin_transient >= 0 and self.basin_record >= 2,
+               "evaluate.basin_transient must be >= 0 and evaluate.basin_record >= 2")
+        _check(self.basin_dist_tol > 0, "evaluate.basin_dist_tol must be positive")
 
 
 @dataclass(frozen=True)

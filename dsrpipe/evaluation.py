@@ -3,7 +3,11 @@
 Protocol (REFERENCE.md): generate 1.25 T steps from the first test point,
 drop the first 0.25 T, compare the remaining T steps with the held-out test
 series of length T. Lyapunov spectrum and fixed points come from the model's
-own ``step`` and ``jacobian``.
+own ``step`` and ``jacobian``; for piecewise-linear models also k-cycles
+(SCYFI), the linear subregions the attractor visits and, on request,
+virtual fixed points, all through the model's ``region`` / ``affine``.
+Then the attractor's class (from the spectrum), the PE(n) curve and the
+basins of attraction in the data's PCA plane.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +24,32 @@ import pandas as pd
 import torch
 
 from dsrpipe import DsrpipeError
-from dsrpipe.analysis.baselines import BASELINES
 from dsrpipe.analysis import (
     fixed_points,
     kaplan_yorke_dimension,
-    lyapunov_spectrum,
     power_spectrum_distance,
     prediction_error,
     state_space_divergence,
     state_space_divergence_gmm,
 )
+from dsrpipe.analysis.baselines import BASELINES
+from dsrpipe.analysis.basins import BasinResult, basin_map, basins
+from dsrpipe.analysis.cycles import Cycle, exhaustive_cycles, scyfi, virtual_fixed_points
+from dsrpipe.analysis.fixed_points import MAX_EXHAUSTIVE_L, FixedPoint
+from dsrpipe.analysis.lyapunov import (
+    LyapunovResult,
+    classify_attractor,
+    lyapunov_analysis,
+    orbit_period,
+    single_threaded,
+)
+from dsrpipe.analysis.metrics import prediction_error_curve
+from dsrpipe.analysis.symbolic import symbolic_dynamics
 from dsrpipe.config import EvaluateConfig, to_dict
 from dsrpipe.io.atomic import atomic_path, write_json
 from dsrpipe.io.timeseries import TimeSeries, write_timeseries
 from dsrpipe.models import LatentModel
+from dsrpipe.paths import BASINS_FILE, CYCLES_FILE, LYAPUNOV_FILE
 from dsrpipe.training.checkpoint import load_run
 from dsrpipe.training.forcing import initial_state
 
@@ -95,7 +112,35 @@ def compare_with_truth(truth: dict, spectrum: np.ndarray, fps: list, mean: np.nd
     }
 
 
-def evaluate_model(
+@dataclass
+class Evaluation:
+    """Everything the evaluate stage computes for one model.
+
+    Attributes
+    ----------
+    metrics : dict
+        The metrics.json content (without the run's identity keys).
+    generated : ndarray, shape (T, N)
+        The free-running orbit compared with the test series.
+    fixed_points : list of FixedPoint
+    tables : dict of DataFrame
+        ``cycles``, ``basins``, ``lyapunov`` (see :func:`analyse_dynamics`).
+    """
+
+    metrics: dict[str, Any]
+    generated: np.ndarray
+    fixed_points: list
+    tables: dict[str, pd.DataFrame]
+
+
+def evaluate_model(model: LatentModel, test: TimeSeries, cfg: EvaluateConfig, **kwargs) -> tuple[dict[str, Any],
+                                                                                                 np.ndarray, list]:
+    """``(metrics, generated, fixed_points)`` of :func:`evaluate`."""
+    result = evaluate(model, test, cfg, **kwargs)
+    return result.metrics, result.generated, result.fixed_points
+
+
+def evaluate(
     model: LatentModel,
     test: TimeSeries,
     cfg: EvaluateConfig,
@@ -103,20 +148,31 @@ def evaluate_model(
     dt: float | None = None,
     truth: dict | None = None,
     train: TimeSeries | None = None,
-) -> tuple[dict[str, Any], np.ndarray, list]:
-    """Metrics of ``model`` on the standardised test series.
+) -> Evaluation:
+    """Metrics and invariants of ``model`` on the standardised test series.
 
     With ``train`` (the training segment), the same validation metrics of the
-    baselines (training mean, VAR(1) fitted on ``train``) go under ``baselines``.
+    baselines (training mean, VAR(1) fitted on ``train``) and their PE curves
+    go under ``baselines``.
 
     Returns
     -------
-    metrics : dict
-        ``d_stsp``, ``d_h``, ``pe_<n>``, ``lyapunov_spectrum``, ``max_lyapunov``,
-        ``kaplan_yorke_dimension``, ``fixed_points`` and, with ``truth``, the comparison.
-    generated : ndarray, shape (T, N)
-    fixed_points : list of FixedPoint
+    Evaluation
+        ``metrics`` holds ``d_stsp``, ``d_h``, ``pe_<n>``, ``lyapunov_spectrum``,
+        ``max_lyapunov``, ``kaplan_yorke_dimension``, ``fixed_points``, the
+        entries of :func:`analyse_dynamics` (``attractor_class``, ``attractor``,
+        ``cycles``, ``n_cycles``, ``n_visited_regions``, ``symbolic_dynamics``,
+        ``pe_curve``, ``basins``, ``n_attractors``, ...) and, with ``truth``,
+        the comparison.
+
+    Torch runs single-threaded inside (every op here is a small batched one,
+    see :func:`~dsrpipe.analysis.lyapunov.single_threaded`).
     """
+    with single_threaded():
+        return _evaluate(model, test, cfg, dt=dt, truth=truth, train=train)
+
+
+def _evaluate(model, test, cfg, *, dt, truth, train) -> Evaluation:
     x = test.data
     T, N = x.shape
     if model.latent_dim < N:
@@ -127,13 +183,16 @@ def evaluate_model(
     finite = validation.pop("generated_finite")
 
     z0 = initial_state(torch.tensor(x[0], dtype=torch.float64), model.latent_dim)
-    spectrum = lyapunov_spectrum(model, z0, cfg.lyapunov_steps, n_transient=cfg.lyapunov_transient, dt=dt)
+    lyap = lyapunov_analysis(model, z0, cfg.lyapunov_steps, n_transient=cfg.lyapunov_transient, dt=dt,
+                             n_trace=cfg.lyapunov_trace, keep_orbit=True)
+    spectrum = lyap.exponents
     rng = np.random.default_rng(cfg.seed)
     inits = x[rng.choice(T, size=min(T, 100), replace=False)]
     inits = np.hstack([inits, np.zeros((len(inits), model.latent_dim - N))])
-    fps = fixed_points(model, method=cfg.fixed_point_method, n_inits=cfg.fixed_point_inits, seed=cfg.seed,
-                       init_points=inits)
-    log.info("Lyapunov spectrum %s; %d fixed point(s)", np.round(spectrum, 4).tolist(), len(fps))
+    dynamics = analyse_dynamics(model, x, lyap, inits, cfg, dt)
+    fps = dynamics.pop("fixed_points")
+    log.info("Lyapunov spectrum %s (%s); %d fixed point(s)", np.round(spectrum, 4).tolist(),
+             dynamics["metrics"]["attractor_class"], len(fps))
     metrics: dict[str, Any] = {
         **validation,
         "lyapunov_spectrum": [float(v) for v in spectrum],
@@ -141,20 +200,125 @@ def evaluate_model(
         "kaplan_yorke_dimension": float(kaplan_yorke_dimension(spectrum)),
         "lyapunov_units": "per time unit" if dt else "per step",
         "fixed_points": [fp.to_dict() for fp in fps],
+        **dynamics["metrics"],
         "generated_finite": finite,
         "dt": dt,
         "n_test_samples": int(T),
         "evaluate_config": to_dict(cfg),
     }
     if train is not None:
-        metrics["baselines"] = {name: validation_metrics(cls.fit(train.data), x, cfg)[0]
-                                for name, cls in BASELINES.items()}
+        metrics["baselines"] = {}
+        for name, cls in BASELINES.items():
+            baseline = cls.fit(train.data)
+            metrics["baselines"][name] = {
+                **validation_metrics(baseline, x, cfg)[0],
+                "pe_curve": prediction_error_curve(baseline, x, cfg.pe_curve_steps).tolist()}
     if truth is not None:
         stdz = test.meta.get("standardisation", {})
         mean = np.asarray(stdz.get("mean", np.zeros(N)), dtype=float)
         std = np.asarray(stdz.get("std", np.ones(N)), dtype=float)
         metrics.update(compare_with_truth(truth, spectrum, fps, mean, std))
-    return metrics, gen, fps
+    return Evaluation(metrics, gen, fps, dynamics["tables"])
+
+
+def analyse_dynamics(model: LatentModel, x: np.ndarray, lyap: LyapunovResult, inits: np.ndarray,
+                     cfg: EvaluateConfig, dt: float | None) -> dict[str, Any]:
+    """Fixed points, cycles, symbolic dynamics, attractor class, PE curve and basins of one model.
+
+    Parameters
+    ----------
+    model : LatentModel (float64)
+    x : ndarray, shape (T, N)
+        Standardised test series.
+    lyap : LyapunovResult
+        With ``orbit`` (the states on the attractor).
+    inits : ndarray, shape (K, M)
+        Test points lifted to latent space, extra SCYFI initial states.
+    cfg : EvaluateConfig
+    dt : float or None
+        Sampling interval of ``lyap.exponents`` (None: per step).
+
+    Returns
+    -------
+    dict
+        ``fixed_points`` (list of FixedPoint), ``metrics`` (JSON-ready entries
+        for metrics.json) and ``tables`` (DataFrames ``cycles``, ``basins``,
+        ``lyapunov`` for the Parquet outputs).
+    """
+    per_step = lyap.exponents * dt if dt else lyap.exponents
+    period = orbit_period(lyap.orbit[-min(len(lyap.orbit), 201):], max_period=100)
+    attractor = classify_attractor(per_step, rel_tol=cfg.classify_rel_tol, abs_tol=10.0 / cfg.lyapunov_steps,
+                                   period=period)
+    attractor["period"] = int(period or 0)
+    metrics: dict[str, Any] = {"attractor_class": attractor["class"], "attractor": attractor}
+    cycles: list[Cycle] = []
+    if getattr(model, "piecewise_linear", False):
+        cycles = scyfi(model, cfg.max_cycle_order, n_inits=cfg.fixed_point_inits, init_points=inits, seed=cfg.seed)
+        if cfg.fixed_point_method == "exhaustive":
+            cycles = exhaustive_cycles(model, 1, max_codes=2**MAX_EXHAUSTIVE_L) + [c for c in cycles if c.order > 1]
+        fps = [FixedPoint.from_cycle(c) for c in cycles if c.order == 1]
+        sym = symbolic_dynamics(model, lyap.orbit)
+        metrics["n_visited_regions"] = sym.n_regions
+        metrics["symbolic_dynamics"] = sym.to_dict()
+        if cfg.virtual_fixed_points:
+            metrics["virtual_fixed_points"] = [c.to_dict() for c in virtual_fixed_points(model, sym.codes)]
+    else:
+        fps = fixed_points(model, method=cfg.fixed_point_method, n_inits=cfg.fixed_point_inits, seed=cfg.seed,
+                           init_points=inits)
+        metrics["n_visited_regions"] = None
+    metrics["cycles"] = [c.to_dict() for c in cycles if c.order > 1]
+    metrics["n_cycles"] = {str(k): sum(c.order == k for c in cycles) for k in range(1, cfg.max_cycle_order + 1)}
+    metrics["pe_curve"] = prediction_error_curve(model, x, cfg.pe_curve_steps).tolist()
+
+    basin = None
+    if cfg.basin_grid:
+        kwargs = dict(n_transient=cfg.basin_transient, n_record=cfg.basin_record, dist_tol=cfg.basin_dist_tol,
+                      rel_tol=cfg.classify_rel_tol)
+        if cfg.basin_inits == "grid":
+            basin = basin_map(model, x, n_grid=cfg.basin_grid, **kwargs)
+        else:
+            rng = np.random.default_rng(cfg.seed + 1)
+            pts = x[rng.choice(len(x), size=min(len(x), cfg.basin_grid**2), replace=False)]
+            basin = basins(model, np.hstack([pts, np.zeros((len(pts), model.latent_dim - x.shape[1]))]), **kwargs)
+        metrics["basins"] = {"n_attractors": basin.n_attractors, "n_diverging": int((basin.labels < 0).sum()),
+                             "n_inits": int(len(basin.labels)), "inits": cfg.basin_inits,
+                             "attractors": basin.attractors.to_dict(orient="records")}
+        metrics["n_attractors"] = basin.n_attractors
+    return {"fixed_points": fps, "metrics": metrics,
+            "tables": {"cycles": cycles_table(fps, cycles, model.latent_dim), "basins": basins_table(basin),
+                       "lyapunov": lyapunov_table(lyap)}}
+
+
+def cycles_table(fps: list[FixedPoint], cycles: list[Cycle], M: int) -> pd.DataFrame:
+    """One row per point of every fixed point and cycle: ``cycle, order, point, z0..z{M-1}, stable, type,
+    max_abs_eigenvalue``. Fixed points come from ``fps`` when ``cycles`` has none of order 1 (smooth maps)."""
+    objects = [(c.order, c.states, c.stable, c.kind, c.eigenvalues) for c in cycles]
+    if not any(c.order == 1 for c in cycles):
+        objects = [(1, fp.z[None], fp.stable, fp.kind, fp.eigenvalues) for fp in fps] + objects
+    rows = [{"cycle": i, "order": order, "point": j, **{f"z{m}": float(v) for m, v in enumerate(z)},
+             "stable": bool(stable), "type": kind, "max_abs_eigenvalue": float(np.max(np.abs(eig)))}
+            for i, (order, states, stable, kind, eig) in enumerate(objects) for j, z in enumerate(states)]
+    columns = ["cycle", "order", "point", *[f"z{m}" for m in range(M)], "stable", "type", "max_abs_eigenvalue"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def basins_table(basin: BasinResult | None) -> pd.DataFrame:
+    """The basin label of every initial condition: ``u, v, label`` on a grid, ``z0..`` and ``label`` otherwise."""
+    if basin is None:
+        return pd.DataFrame({"u": pd.Series(dtype=float), "v": pd.Series(dtype=float),
+                             "label": pd.Series(dtype=np.int64)})
+    if basin.grid is not None:
+        return basin.grid_table()
+    table = pd.DataFrame(basin.inits, columns=[f"z{m}" for m in range(basin.inits.shape[1])])
+    table["label"] = basin.labels
+    return table
+
+
+def lyapunov_table(lyap: LyapunovResult) -> pd.DataFrame:
+    """The convergence trace: ``step`` and ``lambda_1 .. lambda_M`` (running estimates, largest first)."""
+    table = pd.DataFrame(lyap.trace, columns=[f"lambda_{i + 1}" for i in range(lyap.trace.shape[1])])
+    table.insert(0, "step", lyap.trace_steps)
+    return table
 
 
 def read_truth(path: str | os.PathLike) -> dict:
@@ -175,13 +339,19 @@ def evaluate_run(
     *,
     generated_out: str | os.PathLike | None = None,
     fixed_points_out: str | os.PathLike | None = None,
+    cycles_out: str | os.PathLike | None = None,
+    basins_out: str | os.PathLike | None = None,
+    lyapunov_out: str | os.PathLike | None = None,
     dt: float | None = None,
     truth: dict | None = None,
     train: TimeSeries | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the trained run in ``run_dir`` and write metrics (JSON), orbit and fixed points (Parquet)."""
+    """Evaluate the trained run in ``run_dir``; write metrics (JSON), orbit, fixed points, cycles, basins and the
+    Lyapunov convergence trace (Parquet). Outputs not given go beside ``metrics_out`` under their
+    :mod:`dsrpipe.paths` names (cycles, basins, Lyapunov trace) or are skipped (orbit, fixed points)."""
     model, run_cfg = load_run(run_dir)
-    metrics, gen, fps = evaluate_model(model, test, cfg, dt=dt, truth=truth, train=train)
+    result = evaluate(model, test, cfg, dt=dt, truth=truth, train=train)
+    metrics, gen, fps, tables = result.metrics, result.generated, result.fixed_points, result.tables
     data_info = run_cfg.get("data", {})
     metrics = {
         "subject": str(data_info.get("subject", test.subject)),
@@ -203,5 +373,10 @@ def evaluate_run(
         )
         with atomic_path(fixed_points_out) as tmp:
             table.to_parquet(tmp, index=False)
+    here = Path(metrics_out).parent
+    for name, path in (("cycles", cycles_out or here / CYCLES_FILE), ("basins", basins_out or here / BASINS_FILE),
+                       ("lyapunov", lyapunov_out or here / LYAPUNOV_FILE)):
+        with atomic_path(path) as tmp:
+            tables[name].to_parquet(tmp, index=False)
     write_json(metrics, metrics_out)
     return metrics

@@ -296,8 +296,8 @@ def basins(
     dist_tol : float
         Relative distance tolerance.
     scale : float, optional
-        Length scale of ``dist_tol``; default: the RMS spread of all finite
-        recorded points around their mean (1 if that is 0).
+        Length scale of ``dist_tol``; default: the RMS spread of the initial
+        conditions around their mean, the size of the region mapped (1 if that is 0).
     lyapunov_steps : int
         Steps of each attractor's spectrum (0: no spectra, aperiodic attractors are ``unknown``).
     rel_tol : float
@@ -315,8 +315,7 @@ def basins(
     finite = np.isfinite(samples).all(axis=(1, 2)) & np.isfinite(tails).all(axis=(1, 2))
     samples[~finite] = np.nan
     if scale is None:
-        pts = samples[finite].reshape(-1, samples.shape[-1])
-        scale = float(np.sqrt(((pts - pts.mean(0)) ** 2).sum(1).mean())) if len(pts) else 1.0
+        scale = float(np.sqrt(((inits - inits.mean(0)) ** 2).sum(1).mean()))
         scale = scale if scale > 0 else 1.0
     periods = [orbit_period(t, max_period=len(t) - 1) if f and len(t) > 1 else None for t, f in zip(tails, finite)]
     labels, reps = cluster_limit_sets(samples, dist_tol * scale, periodic=[p is not None for p in periods])

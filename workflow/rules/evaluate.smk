@@ -10,6 +10,9 @@ rule evaluate_model:
         metrics=RUN_FILE(paths.METRICS_FILE),
         generated=RUN_FILE(paths.GENERATED_FILE),
         fixed_points=RUN_FILE(paths.FIXED_POINTS_FILE),
+        cycles=RUN_FILE(paths.CYCLES_FILE),
+        basins=RUN_FILE(paths.BASINS_FILE),
+        lyapunov=RUN_FILE(paths.LYAPUNOV_FILE),
     params:
         evaluate=config["evaluate"],
         dt=subject_dt,

@@ -1,4 +1,4 @@
-"""Metrics, Lyapunov spectrum and fixed points of one trained model on the test segment."""
+"""Metrics, Lyapunov spectrum, fixed points, cycles and basins of one trained model on the test segment."""
 
 from pathlib import Path
 
@@ -12,5 +12,6 @@ with logged(snakemake.log[0]):
     truth = read_truth(snakemake.input.truth[0]) if snakemake.input.truth else None
     evaluate_run(Path(snakemake.input.config).parent, read_timeseries(snakemake.input.test), cfg,
                  snakemake.output.metrics, generated_out=snakemake.output.generated,
-                 fixed_points_out=snakemake.output.fixed_points, dt=snakemake.params.dt, truth=truth,
-                 train=read_timeseries(snakemake.input.train))
+                 fixed_points_out=snakemake.output.fixed_points, cycles_out=snakemake.output.cycles,
+                 basins_out=snakemake.output.basins, lyapunov_out=snakemake.output.lyapunov,
+                 dt=snakemake.params.dt, truth=truth, train=read_timeseries(snakemake.input.train))
