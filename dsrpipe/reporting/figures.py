@@ -361,3 +361,16 @@ def plot_truth_comparison(group_df: pd.DataFrame) -> Figure:
         ax.set_xlabel(f"true {label}")
         ax.set_ylabel(f"recovered {label}")
     return fig
+
+
+# the analysis figures (basins, PE curve, Lyapunov convergence, cycles) live in their own module
+from dsrpipe.reporting.analysis_figures import (  # noqa: E402
+    plot_basins,
+    plot_cycles,
+    plot_lyapunov_convergence,
+    plot_pe_curve,
+)
+
+__all__ = ["plot_orbits", "plot_power_spectra", "plot_loss_curve", "plot_metric_distributions",
+           "plot_truth_comparison", "smoothed_power_spectrum", "plot_basins", "plot_cycles",
+           "plot_lyapunov_convergence", "plot_pe_curve"]
