@@ -64,9 +64,15 @@ def cmd_preprocess(args) -> None:
 
 def cmd_train(args) -> None:
     from dsrpipe.config import TrainConfig, load_section
-    from dsrpipe.training.run import train_file
+    from dsrpipe.training.run import train_file, train_file_many
 
-    train_file(args.data, args.out, load_section(TrainConfig, "train", args.config, args.set))
+    cfg = load_section(TrainConfig, "train", args.config, args.set)
+    if not args.seeds:
+        train_file(args.data, args.out, cfg)
+        return
+    if "{seed}" not in args.out:
+        raise DsrpipeError(f"--seeds trains one run per seed: --out must contain '{{seed}}', got {args.out!r}")
+    train_file_many(args.data, {s: args.out.format(seed=s) for s in args.seeds}, cfg)
 
 
 def cmd_evaluate(args) -> None:
@@ -142,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_config(sub.add_parser("train", help="train a model on a (prepared) time series"))
     p.add_argument("data")
-    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--out", required=True, help="run directory (with --seeds: a pattern containing {seed})")
+    p.add_argument("--seeds", nargs="+", type=int, help="train these restarts together in one process "
+                                                         "(the fused kernel's loop over models)")
     p.set_defaults(func=cmd_train)
 
     p = with_config(sub.add_parser("evaluate", help="metrics and invariants of a trained model"))

@@ -17,7 +17,7 @@ from dsrpipe import DsrpipeError
 from dsrpipe.config import TrainConfig, from_mapping
 
 #: keys a grid may not vary (set per run by the workflow, or not part of the model)
-NOT_IN_GRID = ("seed", "threads", "log_every", "checkpoint_every", "device", "backend")
+NOT_IN_GRID = ("seed", "threads", "models_per_job", "log_every", "checkpoint_every", "device", "backend")
 
 
 def expand_grid(train: Mapping[str, Any] | None, grid: Mapping[str, list] | None) -> dict[str, dict[str, Any]]:

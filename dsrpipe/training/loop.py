@@ -166,7 +166,7 @@ class _StopSignal:
 
 def _resume_key(cfg: TrainConfig) -> dict:
     """Settings that must match for a checkpoint to be resumed (not threads or logging)."""
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("threads", "log_every", "checkpoint_every")}
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("threads", "models_per_job", "log_every", "checkpoint_every")}
 
 
 def train(
