@@ -80,7 +80,7 @@ def test_basin_map_in_the_data_plane():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(500, 2)) * [2.0, 0.3]
     x = x @ np.stack([Q0, Q1])  # main axis along Q0
-    center, basis, scores = pca_plane(x, latent_dim=3)
+    _, basis, _ = pca_plane(x, latent_dim=3)
     assert basis.shape == (2, 3) and np.allclose(basis[:, 2], 0)
     np.testing.assert_allclose(np.abs(basis[0, :2] @ Q0), 1.0, atol=0.01)
     np.testing.assert_allclose(basis @ basis.T, np.eye(2), atol=1e-12)

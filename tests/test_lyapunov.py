@@ -156,6 +156,8 @@ def test_classification_is_independent_of_dt_and_has_an_absolute_floor():
     assert classify_attractor(spec)["class"] == classify_attractor(spec / 0.01)["class"] == "cycle"
     assert classify_attractor([0.003, -0.1], abs_tol=0.0)["class"] == "chaotic"
     assert classify_attractor([0.003, -0.1], abs_tol=0.005)["class"] == "cycle"
+    assert classify_attractor([-0.5, -np.inf])["class"] == "fixed_point"
+    assert classify_attractor([0.0, -np.inf])["class"] == "cycle"
     with pytest.raises(DsrpipeError):
         classify_attractor([np.nan, 1.0])
 

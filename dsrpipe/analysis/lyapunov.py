@@ -332,7 +332,7 @@ def classify_attractor(exponents, *, rel_tol: float = 0.01, abs_tol: float = 0.0
     Parameters
     ----------
     exponents : array_like, shape (M,)
-        Any order, any time unit.
+        Any order, any time unit; -inf allowed (a direction contracted to a point).
     rel_tol, abs_tol : float
         See above; ``abs_tol`` in the units of ``exponents``.
     period : int, optional
@@ -345,11 +345,12 @@ def classify_attractor(exponents, *, rel_tol: float = 0.01, abs_tol: float = 0.0
         ``n_negative``, ``tolerance``.
     """
     lam = np.sort(np.asarray(exponents, dtype=float).ravel())[::-1]
-    if lam.size == 0 or not np.all(np.isfinite(lam)):
-        raise DsrpipeError(f"need a non-empty finite Lyapunov spectrum, got {lam.tolist()}")
+    if lam.size == 0 or np.any(np.isnan(lam)) or np.any(lam == np.inf):
+        raise DsrpipeError(f"need a non-empty Lyapunov spectrum without NaN or +inf, got {lam.tolist()}")
     if rel_tol < 0 or abs_tol < 0:
         raise DsrpipeError("rel_tol and abs_tol must be >= 0")
-    tol = max(abs_tol, rel_tol * float(np.max(np.abs(lam))))
+    finite = lam[np.isfinite(lam)]  # -inf (a superstable direction, J singular) counts as negative
+    tol = max(abs_tol, rel_tol * float(np.max(np.abs(finite), initial=0.0)))
     n_pos, n_zero = int(np.sum(lam > tol)), int(np.sum(np.abs(lam) <= tol))
     if n_pos:
         kind = "chaotic"
