@@ -80,7 +80,7 @@ def spm_hrf(tr: float, peak: float = 6.0, undershoot: float = 16.0, peak_dispers
     """
     if not tr > 0 or not length >= tr:
         raise DsrpipeError(f"spm_hrf needs tr > 0 and length >= tr, got tr={tr}, length={length}")
-    t = np.arange(int(math.floor(length / tr)) + 1) * tr - onset
+    t = np.arange(math.floor(length / tr) + 1) * tr - onset
 
     def gamma_pdf(a: float, scale: float) -> np.ndarray:
         out = np.zeros_like(t)

@@ -30,7 +30,7 @@ from torch import nn
 
 from dsrpipe import DsrpipeError
 from dsrpipe.models import LatentModel
-from dsrpipe.observation import ObservationModel, build_observation
+from dsrpipe.observation import build_observation
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class Layout:
     columns: dict[str, slice]
 
     @classmethod
-    def stack(cls, views: Mapping[str, View], inputs: np.ndarray | None) -> tuple["Layout", np.ndarray]:
+    def stack(cls, views: Mapping[str, View], inputs: np.ndarray | None) -> tuple[Layout, np.ndarray]:
         parts, columns, start = [], {}, 0
         blocks = [(name, v.data) for name, v in views.items()]
         blocks += [(f"{name}:nuisance", v.nuisance) for name, v in views.items() if v.nuisance is not None]
