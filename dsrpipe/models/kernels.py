@@ -175,77 +175,86 @@ def param_views(dims, off, th):
 
 
 @njit(inline="always", **JIT)
-def _offdiag_map(A, W, h, z, phi, r, y):
-    """y = A*z + offdiag(W) phi[r] + h."""
-    M = A.shape[0]
-    for i in range(M):
-        acc = 0.0
-        for j in range(i):
-            acc += W[i, j] * phi[r, j]
-        for j in range(i + 1, M):
-            acc += W[i, j] * phi[r, j]
-        y[i] = A[i] * z[i] + acc + h[i]
+def _offdiag_map(A, W, h, Z, PHI, Y):
+    """Y = A*Z + PHI offdiag(W)^T + h for a block of states (S, M)."""
+    S, M = Z.shape
+    for i in range(M):  # row i of W stays in L1 across the block
+        for s in range(S):
+            acc = 0.0
+            for j in range(i):
+                acc += W[i, j] * PHI[s, j]
+            for j in range(i + 1, M):
+                acc += W[i, j] * PHI[s, j]
+            Y[s, i] = A[i] * Z[s, i] + acc + h[i]
 
 
 @njit(inline="always", **JIT)
-def model_map(dims, P, z, PRE, HID, r, y):
-    """The autonomous map ``y = F(z)`` of any kernel family.
+def model_map(dims, P, Z, PRE, HID, Y):
+    """The autonomous map ``Y = F(Z)`` of any kernel family, for a block of S states.
 
     Parameters
     ----------
     dims : the layout's ``dims``
     P : the parameter views (:func:`param_views`)
-    z : (M,) state
-    PRE, HID : (rows, cache_width) caches; row ``r`` is written: the shPLRNN's
-        pre-activations and hidden units, or (PL, dendritic) ``HID`` = phi(z)
-        (``PRE`` is unused there). Rows instead of 1-d views keep the per-step
-        call free of array-view bookkeeping.
-    y : (M,) written
+    Z : (S, M) states
+    PRE, HID : (S, cache_width) written: the shPLRNN's pre-activations and hidden
+        units, or (PL, dendritic) ``HID`` = phi(Z) (``PRE`` is unused there)
+    Y : (S, M) written
+
+    The whole block goes through each weight row while it is in cache: training
+    advances all windows of a batch one time step per call.
     """
     kind = dims[D_KIND]
     A, W, W2T, h, h2, alpha, H = P[0], P[1], P[2], P[3], P[4], P[5], P[6]
-    M = A.shape[0]
+    S, M = Z.shape
     if kind == SHALLOW:
         L = h2.shape[0]
-        for k in range(L):
-            PRE[r, k] = h2[k]
+        for s in range(S):
+            for k in range(L):
+                PRE[s, k] = h2[k]
         for j in range(M):
-            zj = z[j]
-            for k in range(L):
-                PRE[r, k] += W2T[j, k] * zj
+            for s in range(S):
+                zj = Z[s, j]
+                for k in range(L):
+                    PRE[s, k] += W2T[j, k] * zj
         # selects, not branches: the signs of pre-activations are unpredictable
-        for k in range(L):
-            p = PRE[r, k]
-            HID[r, k] = p if p > 0.0 else 0.0  # noqa: FURB136 (a select; max() drops NaN)
+        for s in range(S):
+            for k in range(L):
+                p = PRE[s, k]
+                HID[s, k] = p if p > 0.0 else 0.0  # noqa: FURB136 (a select; max() drops NaN)
         if dims[D_CLIP]:
-            for k in range(L):
-                q = PRE[r, k] - h2[k]
-                HID[r, k] -= q if q > 0.0 else 0.0  # noqa: FURB136
+            for s in range(S):
+                for k in range(L):
+                    q = PRE[s, k] - h2[k]
+                    HID[s, k] -= q if q > 0.0 else 0.0  # noqa: FURB136
         for i in range(M):
-            acc = 0.0
-            for k in range(L):
-                acc += W[i, k] * HID[r, k]
-            y[i] = A[i] * z[i] + acc + h[i]
+            for s in range(S):
+                acc = 0.0
+                for k in range(L):
+                    acc += W[i, k] * HID[s, k]
+                Y[s, i] = A[i] * Z[s, i] + acc + h[i]
         return
     if kind == PL:
         n_lin = dims[D_LIN]
-        for j in range(M):
-            zj = z[j]
-            HID[r, j] = zj if (j < n_lin or zj > 0.0) else 0.0
+        for s in range(S):
+            for j in range(M):
+                zj = Z[s, j]
+                HID[s, j] = zj if (j < n_lin or zj > 0.0) else 0.0
     else:
         B = alpha.shape[0]
         clipped = dims[D_CLIP]
-        for j in range(M):
-            zj = z[j]
-            zpos = clipped and zj > 0.0
-            acc = 0.0
-            for b in range(B):
-                q = zj - H[j, b]
-                acc += alpha[b] * q if q > 0.0 else 0.0
-                if zpos:
-                    acc -= alpha[b] * zj
-            HID[r, j] = acc
-    _offdiag_map(A, W, h, z, HID, r, y)
+        for s in range(S):
+            for j in range(M):
+                zj = Z[s, j]
+                zpos = clipped and zj > 0.0
+                acc = 0.0
+                for b in range(B):
+                    q = zj - H[j, b]
+                    acc += alpha[b] * q if q > 0.0 else 0.0
+                    if zpos:
+                        acc -= alpha[b] * zj
+                HID[s, j] = acc
+    _offdiag_map(A, W, h, Z, HID, Y)
 
 
 @njit(**JIT)
@@ -253,15 +262,16 @@ def _orbit(dims, off, th, cache_width, z0, n_steps):
     M = dims[D_M]
     P = param_views(dims, off, th)
     out = np.empty((n_steps, M))
-    z = z0.copy()
+    z = np.empty((1, M))
+    z[0] = z0
     pre = np.empty((1, cache_width))
     hid = np.empty((1, cache_width))
-    y = np.empty(M)
+    y = np.empty((1, M))
     for t in range(n_steps):
-        model_map(dims, P, z, pre, hid, 0, y)
+        model_map(dims, P, z, pre, hid, y)
         for i in range(M):
-            out[t, i] = y[i]
-            z[i] = y[i]
+            out[t, i] = y[0, i]
+            z[0, i] = y[0, i]
     return out
 
 

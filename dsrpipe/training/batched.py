@@ -83,15 +83,12 @@ class _Models:
 
     def states(self, r: int) -> torch.Tensor:
         """The forced states (S, T, M) of model r's last step."""
-        Z = self.work[0][r]
-        S = self.X.shape[1]
-        return torch.from_numpy(Z.reshape(S, -1, Z.shape[-1]))
+        return torch.from_numpy(self.work[0][r]).transpose(0, 1)
 
     def unpack(self, r: int) -> None:
         self.layouts[r].unpack(self.theta[r])
 
     def step(self, X, U, W, lr: float, n_steps: int, active, losses) -> None:
-        self.X = X
         train_steps(self.dims, self.off, self.theta, self.grad, self.m, self.v, X, U, W, self.reg, float(lr),
                     float(n_steps), self.clip, active, *self.work, losses)
 
