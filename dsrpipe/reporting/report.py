@@ -196,7 +196,7 @@ def build_group_report(
         sections.append(ReportSection(
             f"Failed: {len(failed)}",
             "These did not produce results and are missing from every table and "
-            "figure below:\n\n" + ", ".join(map(str, failed)), warning=True))
+            "figure below:\n\n" + "\n\n".join(map(str, failed)), warning=True))
     sections.append(_overview(summary, group_df, dpi))
     if quality:
         sections.append(_quality_section(quality))

@@ -35,8 +35,12 @@ rule report_group:
 
 
 # After a run with failed subjects (--keep-going):  snakemake --cores 1 report_available
-# reports every run that finished and lists the missing ones as failed.
+# reports every run that finished and lists each missing one with the error from its log.
 AVAILABLE, MISSING = available_runs()
+from dsrpipe.reporting.failures import describe_missing_run
+
+FAILED = [describe_missing_run(s, m, n, SUBJECTS.loc[s, "modality"]) for s in SUBJECTS["subject"]
+          for m in SETTINGS for n in SEEDS if (s, m, n) not in AVAILABLE]
 
 
 rule report_available:
@@ -49,7 +53,7 @@ rule report_available:
         summary=str(paths.group_file("available_summary.parquet", RESULTS)),
         report=str(paths.group_file("available_report.html", RESULTS)),
     params:
-        failed=MISSING,
+        failed=FAILED,
         settings=SETTINGS,
         report=config["report"],
         covariates=COVARIATES,
