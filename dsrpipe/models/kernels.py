@@ -175,6 +175,64 @@ def param_views(dims, off, th):
 
 
 @njit(inline="always", **JIT)
+def axpy_rows(Wt, Zb, out):
+    """``out[s, k] += sum_j Wt[j, k] Zb[s, j]``: Wt (J, L), Zb (S, J), out (S, L).
+
+    Four rows of ``Wt`` per pass over ``out[s]`` (a quarter of the load/store traffic).
+    """
+    J, L = Wt.shape
+    for s in range(Zb.shape[0]):
+        j = 0
+        while j + 4 <= J:
+            z0 = Zb[s, j]
+            z1 = Zb[s, j + 1]
+            z2 = Zb[s, j + 2]
+            z3 = Zb[s, j + 3]
+            for k in range(L):
+                out[s, k] += Wt[j, k] * z0 + Wt[j + 1, k] * z1 + Wt[j + 2, k] * z2 + Wt[j + 3, k] * z3
+            j += 4
+        while j < J:
+            zj = Zb[s, j]
+            for k in range(L):
+                out[s, k] += Wt[j, k] * zj
+            j += 1
+
+
+@njit(inline="always", **JIT)
+def dot_rows(W, Hb, out):
+    """``out[s, i] = sum_k W[i, k] Hb[s, k]``: W (I, L), Hb (S, L), out (S, I).
+
+    Four states per pass over ``W[i]``.
+    """
+    I, L = W.shape
+    S = Hb.shape[0]
+    for i in range(I):
+        s = 0
+        while s + 4 <= S:
+            a0 = 0.0
+            a1 = 0.0
+            a2 = 0.0
+            a3 = 0.0
+            for k in range(L):
+                w = W[i, k]
+                a0 += w * Hb[s, k]
+                a1 += w * Hb[s + 1, k]
+                a2 += w * Hb[s + 2, k]
+                a3 += w * Hb[s + 3, k]
+            out[s, i] = a0
+            out[s + 1, i] = a1
+            out[s + 2, i] = a2
+            out[s + 3, i] = a3
+            s += 4
+        while s < S:
+            acc = 0.0
+            for k in range(L):
+                acc += W[i, k] * Hb[s, k]
+            out[s, i] = acc
+            s += 1
+
+
+@njit(inline="always", **JIT)
 def _offdiag_map(A, W, h, Z, PHI, Y):
     """Y = A*Z + PHI offdiag(W)^T + h for a block of states (S, M)."""
     S, M = Z.shape
@@ -212,11 +270,7 @@ def model_map(dims, P, Z, PRE, HID, Y):
         for s in range(S):
             for k in range(L):
                 PRE[s, k] = h2[k]
-        for j in range(M):
-            for s in range(S):
-                zj = Z[s, j]
-                for k in range(L):
-                    PRE[s, k] += W2T[j, k] * zj
+        axpy_rows(W2T, Z, PRE)
         # selects, not branches: the signs of pre-activations are unpredictable
         for s in range(S):
             for k in range(L):
@@ -227,12 +281,10 @@ def model_map(dims, P, Z, PRE, HID, Y):
                 for k in range(L):
                     q = PRE[s, k] - h2[k]
                     HID[s, k] -= q if q > 0.0 else 0.0  # noqa: FURB136
-        for i in range(M):
-            for s in range(S):
-                acc = 0.0
-                for k in range(L):
-                    acc += W[i, k] * HID[s, k]
-                Y[s, i] = A[i] * Z[s, i] + acc + h[i]
+        dot_rows(W, HID, Y)
+        for s in range(S):
+            for i in range(M):
+                Y[s, i] = A[i] * Z[s, i] + Y[s, i] + h[i]
         return
     if kind == PL:
         n_lin = dims[D_LIN]

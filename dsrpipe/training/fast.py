@@ -42,6 +42,8 @@ from dsrpipe.models.kernels import (
     PL,
     SHALLOW,
     FlatLayout,
+    axpy_rows,
+    dot_rows,
     model_family,
     model_map,
     param_views,
@@ -55,10 +57,10 @@ RADAM_EPS = 1e-8
 
 
 @njit(inline="always", **JIT)
-def _model_backward(dims, P, G, Z, PRE, GC, GY, GZ):
+def _model_backward(dims, P, G, Z, PRE, GC, GY, GZ, GYZ):
     """BPTT through one step ``Y = F(Z)`` of a block of S states (S, M).
 
-    Given ``GY`` = dLoss/dY, writes ``GZ`` = dLoss/dZ and ``GC`` (S, cache_width)
+    Given ``GY`` = dLoss/dY, writes ``GZ`` = dLoss/dZ (``GYZ`` (S, M) is scratch) and ``GC`` (S, cache_width)
     (shallow: dLoss/d pre; PL, dendritic: dLoss/d phi); accumulates the gradients
     of the per-unit parameters (A, h, h2, alpha, H) into the gradient views ``G``.
     The weight matrices' gradients come per batch from the stored rows
@@ -79,11 +81,7 @@ def _model_backward(dims, P, G, Z, PRE, GC, GY, GZ):
         for s in range(S):
             for k in range(L):
                 GC[s, k] = 0.0
-        for i in range(M):
-            for s in range(S):
-                gi = GY[s, i]
-                for k in range(L):
-                    GC[s, k] += W[i, k] * gi
+        axpy_rows(W, GY, GC)
         # selects, not branches: the signs of pre-activations are unpredictable
         if dims[D_CLIP]:
             for s in range(S):
@@ -98,12 +96,10 @@ def _model_backward(dims, P, G, Z, PRE, GC, GY, GZ):
                     v = GC[s, k] if PRE[s, k] > 0.0 else 0.0
                     gh2[k] += v
                     GC[s, k] = v
-        for j in range(M):
-            for s in range(S):
-                acc = 0.0
-                for k in range(L):
-                    acc += W2T[j, k] * GC[s, k]
-                GZ[s, j] += acc
+        dot_rows(W2T, GC, GYZ)
+        for s in range(S):
+            for j in range(M):
+                GZ[s, j] += GYZ[s, j]
         return
     for s in range(S):
         for j in range(M):
@@ -238,6 +234,7 @@ def loss_and_grad(dims, off, th, g, X, U, w, Z, GY, PRE, HID, GC):
     z = np.empty((S, M))
     y = np.empty((S, M))
     gz = np.zeros((S, M))
+    scratch = np.empty((S, M))
     loss = 0.0
     for s in range(S):
         for i in range(N):
@@ -274,7 +271,7 @@ def loss_and_grad(dims, off, th, g, X, U, w, Z, GY, PRE, HID, GC):
                 GYt[s, i] = gz[s, i] * (1.0 - a) + 2.0 * scale * GYt[s, i]
             for i in range(N, M):
                 GYt[s, i] = gz[s, i]
-        _model_backward(dims, P, G, Z[t], PRE[t], GC[t], GYt, gz)
+        _model_backward(dims, P, G, Z[t], PRE[t], GC[t], GYt, gz, scratch)
     for s in range(S):  # z_0 = [x_0, init_map x_0]
         for j in range(M - N):
             for n in range(N):
