@@ -193,10 +193,12 @@ def build_group_report(
     """
     sections = []
     if failed:
+        # run names inline; entries with a reason (dsrpipe.reporting.failures) one paragraph each
+        sep = "\n\n" if any(": " in str(f) for f in failed) else ", "
         sections.append(ReportSection(
             f"Failed: {len(failed)}",
             "These did not produce results and are missing from every table and "
-            "figure below:\n\n" + "\n\n".join(map(str, failed)), warning=True))
+            "figure below:\n\n" + sep.join(map(str, failed)), warning=True))
     sections.append(_overview(summary, group_df, dpi))
     if quality:
         sections.append(_quality_section(quality))
