@@ -24,7 +24,12 @@ import torch
 
 from dsrpipe.analysis import power_spectrum_distance, state_space_divergence
 from dsrpipe.training.mtf_data import multimodal_lorenz63
-from dsrpipe.training.multimodal import MTFConfig, generate_views, train_multimodal
+from dsrpipe.training.multimodal import (
+    MTFConfig,
+    View,
+    generate_views,
+    train_multimodal,
+)
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -68,21 +73,26 @@ def main() -> int:
     parser.add_argument("--n-test", type=int, default=5000)
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--dt", type=float, default=0.01)
+    parser.add_argument("--settings", nargs="*", default=["unimodal", "multimodal"])
+    parser.add_argument("--gauss-weight", type=float, default=1.0, help="weight of the Gaussian view's NLL")
+    parser.add_argument("--learn-noise", action="store_true", help="learn the Gaussian view's noise sd")
     parser.add_argument("--set", nargs="*", default=[], help="MTFConfig overrides, e.g. epochs=300")
     args = parser.parse_args()
     base = dataclasses.replace(MTFConfig(epochs=100, batches_per_epoch=20, lr=3e-3, lr_end=1e-4),
                                **parse_overrides(args.set))
     data = multimodal_lorenz63(args.n_train + args.n_test, dt=args.dt, seed=args.data_seed)
     n = args.n_train
+    gauss = View(data["gaussian"][:n], "gaussian", {"learn_noise": args.learn_noise}, weight=args.gauss_weight)
     settings = {
-        "unimodal": {"gauss": (data["gaussian"][:n], "gaussian")},
-        "multimodal": {"gauss": (data["gaussian"][:n], "gaussian"), "counts": (data["counts"][:n], "poisson"),
+        "unimodal": {"gauss": gauss},
+        "multimodal": {"gauss": gauss, "counts": (data["counts"][:n], "poisson"),
                        "labels": (data["labels"][:n], "categorical")},
     }
+    settings = {k: settings[k] for k in args.settings}
     test = data["gaussian"][n:]
     other = multimodal_lorenz63(args.n_test, dt=args.dt, seed=args.data_seed + 100)["gaussian"]
     mean = np.broadcast_to(data["gaussian"][:n].mean(0), test.shape)
-    print(f"config: {base}")
+    print(f"config: {base}; Gaussian view weight {args.gauss_weight}, learned noise {args.learn_noise}")
     print(f"\n{'setting':<12}{'seed':>5}{'D_stsp':>9}{'D_H':>8}{'rate r':>8}{'label acc':>10}{'train s':>9}")
     print(f"{'true system':<12}{'':>5}{state_space_divergence(test, other):9.3f}{power_spectrum_distance(test, other):8.3f}")
     print(f"{'data mean':<12}{'':>5}{state_space_divergence(test, mean):9.3f}{'':>8}")
