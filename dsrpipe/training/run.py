@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsrpipe import DsrpipeError
 from dsrpipe.config import TrainConfig, to_dict
 from dsrpipe.io.timeseries import CONTINUOUS, COUNT, INPUT, TimeSeries, load_series
 from dsrpipe.paths import CHECKPOINT_FILE
@@ -57,6 +58,10 @@ def _load(data_path, cfg: TrainConfig) -> _Data:
         log.warning("validation tail of %d samples is too short to score (< %d); training on all %d samples",
                     n_val, MIN_VALIDATION_SAMPLES, n)
         n_val = 0
+    if n - n_val < cfg.seq_len + 2:
+        raise DsrpipeError(
+            f"{data_path}: {n - n_val} training samples ({n_val} more held out for validation) are fewer than "
+            f"train.seq_len + 2 = {cfg.seq_len + 2}; lower train.seq_len or use a longer recording")
     return _Data(str(data_path), ts, observed, inputs, n - n_val, n_val)
 
 
