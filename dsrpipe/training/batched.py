@@ -22,7 +22,6 @@ import numba
 import numpy as np
 import pandas as pd
 import torch
-from numba import njit, prange
 
 from dsrpipe import DsrpipeError
 from dsrpipe.config import TrainConfig
@@ -32,7 +31,7 @@ from dsrpipe.training.fast import (
     Workspace,
     fast_path_available,
     regularisation_vector,
-    train_step,
+    train_steps,
 )
 from dsrpipe.training.forcing import AdaptiveAlpha, estimate_stf_tau, forcing_weights
 from dsrpipe.training.loop import (
@@ -44,16 +43,6 @@ from dsrpipe.training.loop import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@njit(cache=True, parallel=True)
-def train_steps(dims, off, TH, G, Mo, V, X, U, W, reg, lr, step, clip_norm, active, Z, GY, PRE, HID, GC, losses):
-    """One fused training step for every active model r (leading axis of all arrays but
-    ``dims``, ``off``, ``reg``): :func:`dsrpipe.training.fast.train_step` in a prange."""
-    for r in prange(TH.shape[0]):
-        if active[r]:
-            losses[r] = train_step(dims, off, TH[r], G[r], Mo[r], V[r], X[r], U[r], W[r], reg, lr, step,
-                                   clip_norm, Z[r], GY[r], PRE[r], HID[r], GC[r])
 
 
 @dataclass
@@ -76,8 +65,7 @@ class _Models:
         self.dims, self.off = lay.dims, lay.offsets
         self.theta = np.stack([layout.pack() for layout in self.layouts])
         self.grad, self.m, self.v = (np.zeros_like(self.theta) for _ in range(3))
-        ws = Workspace(lay, S, T)
-        self.work = [np.zeros((R, *a.shape)) for a in ws.arrays()]
+        self.work = Workspace(lay, S, T, R=R).arrays()
         self.reg = regularisation_vector(models[0], cfg)
         self.clip = float(cfg.grad_clip_norm) if cfg.grad_clip_norm is not None else -1.0
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from dsrpipe.models.kernels import (
     D_CLIP,
@@ -334,17 +334,30 @@ def train_step(dims, off, th, g, m, v, X, U, w, reg, lr, step, clip_norm, Z, GY,
     return loss
 
 
-class Workspace:
-    """Work arrays of one model for batches of S windows of T steps (reused across steps)."""
+@njit(cache=True, parallel=True)
+def train_steps(dims, off, TH, G, Mo, V, X, U, W, reg, lr, step, clip_norm, active, Z, GY, PRE, HID, GC, losses):
+    """:func:`train_step` for every active model r, a prange over the leading axis of all
+    arrays but ``dims``, ``off``, ``reg``. The single-model stepper calls it with R = 1,
+    so one model trained alone and the same model trained among many run the same
+    compiled code and give bit-identical results."""
+    for r in prange(TH.shape[0]):
+        if active[r]:
+            losses[r] = train_step(dims, off, TH[r], G[r], Mo[r], V[r], X[r], U[r], W[r], reg, lr, step,
+                                   clip_norm, Z[r], GY[r], PRE[r], HID[r], GC[r])
 
-    def __init__(self, layout: FlatLayout, S: int, T: int) -> None:
+
+class Workspace:
+    """Work arrays of R models for batches of S windows of T steps (reused across steps)."""
+
+    def __init__(self, layout: FlatLayout, S: int, T: int, R: int | None = None) -> None:
         M, width = int(layout.dims[D_M]), max(layout.cache_width, 1)
+        lead = () if R is None else (R,)
         self.shape = (S, T)
-        self.Z = np.zeros((T, S, M))
-        self.GY = np.zeros((T, S, M))
-        self.PRE = np.zeros((T, S, width))
-        self.HID = np.zeros((T, S, width))
-        self.GC = np.zeros((T, S, width))
+        self.Z = np.zeros((*lead, T, S, M))
+        self.GY = np.zeros((*lead, T, S, M))
+        self.PRE = np.zeros((*lead, T, S, width))
+        self.HID = np.zeros((*lead, T, S, width))
+        self.GC = np.zeros((*lead, T, S, width))
 
     def arrays(self) -> tuple:
         return self.Z, self.GY, self.PRE, self.HID, self.GC
@@ -416,25 +429,30 @@ class NumbaStepper:
     def __init__(self, model, readout, cfg) -> None:
         self.model, self.readout, self.cfg = model, readout, cfg
         self.layout = FlatLayout(model, readout)
-        self.theta = self.layout.pack()
-        self.grad = np.zeros_like(self.theta)
-        self.m = np.zeros_like(self.theta)
-        self.v = np.zeros_like(self.theta)
+        # a model axis of length 1: the kernel of train_many (bit-identical results)
+        self._theta = self.layout.pack()[None]
+        self._grad, self._m, self._v = (np.zeros_like(self._theta) for _ in range(3))
         self.reg = regularisation_vector(model, cfg)
         self.clip = float(cfg.grad_clip_norm) if cfg.grad_clip_norm is not None else -1.0
         self.n_steps = 0
         self._work: Workspace | None = None
         self._weights: tuple = (None, None)
+        self._active = np.ones(1, dtype=np.bool_)
+        self._loss = np.zeros(1)
+
+    @property
+    def theta(self) -> np.ndarray:
+        return self._theta[0]
 
     def _workspace(self, S: int, T: int) -> Workspace:
         if self._work is None or self._work.shape != (S, T):
-            self._work = Workspace(self.layout, S, T)
+            self._work = Workspace(self.layout, S, T, R=1)
         return self._work
 
     def _weights_array(self, weights) -> np.ndarray:
         if self._weights[0] is not weights:
             arr = weights.numpy() if hasattr(weights, "numpy") else weights
-            self._weights = (weights, np.ascontiguousarray(arr, dtype=np.float64))
+            self._weights = (weights, np.ascontiguousarray(arr, dtype=np.float64)[None])
         return self._weights[1]
 
     def step(self, batch, lr: float, weights, inputs=None) -> float:
@@ -442,9 +460,10 @@ class NumbaStepper:
         S, T1, _ = X.shape
         ws = self._workspace(S, T1 - 1)
         self.n_steps += 1
-        return train_step(self.layout.dims, self.layout.offsets, self.theta, self.grad, self.m, self.v, X,
-                          _as_inputs(inputs, S, T1), self._weights_array(weights), self.reg, float(lr),
-                          float(self.n_steps), self.clip, *ws.arrays())
+        train_steps(self.layout.dims, self.layout.offsets, self._theta, self._grad, self._m, self._v, X[None],
+                    _as_inputs(inputs, S, T1)[None], self._weights_array(weights), self.reg, float(lr),
+                    float(self.n_steps), self.clip, self._active, *ws.arrays(), self._loss)
+        return float(self._loss[0])
 
     @property
     def states(self):
@@ -452,16 +471,16 @@ class NumbaStepper:
 
         if self._work is None:
             return None
-        return torch.from_numpy(self._work.Z).transpose(0, 1)
+        return torch.from_numpy(self._work.Z[0]).transpose(0, 1)
 
     def finish(self) -> None:
         self.layout.unpack(self.theta)
 
     def state_dict(self) -> dict:
-        return {"m": self.m.copy(), "v": self.v.copy(), "n_steps": self.n_steps}
+        return {"m": self._m[0].copy(), "v": self._v[0].copy(), "n_steps": self.n_steps}
 
     def load_state_dict(self, state: dict) -> None:
-        self.m[:] = state["m"]
-        self.v[:] = state["v"]
+        self._m[0] = state["m"]
+        self._v[0] = state["v"]
         self.n_steps = int(state["n_steps"])
-        self.theta = self.layout.pack()
+        self.layout.pack(self._theta[0])
