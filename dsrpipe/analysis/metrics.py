@@ -302,7 +302,7 @@ def prediction_error_curve(model, x: np.ndarray, n_max: int = 20) -> np.ndarray:
     device = params[0].device if params else torch.device("cpu")
     curve = np.empty(n_max)
     with torch.no_grad():
-        target = torch.as_tensor(x, dtype=torch.float64, device=device)
+        target = torch.tensor(x, dtype=torch.float64, device=device)  # a copy: x may be read-only
         z = torch.zeros((n_time - 1, n_latent), dtype=dtype, device=device)
         z[:, :n_obs] = torch.as_tensor(x[:-1].copy(), dtype=dtype, device=device)
         for n in range(1, n_max + 1):
