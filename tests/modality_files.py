@@ -65,3 +65,36 @@ def write_spikes(path: Path, seed: int = 0) -> Path:
     block.segments.append(seg)
     NeoMatlabIO(str(path)).write_block(block)
     return path
+
+
+def write_roi_table(path: Path, seed: int = 0, blocks: int = 2, volumes: int = 75) -> Path:
+    """An NBKO-like ROI table: block, volume, three ROI series, one task input and a one-hot 2-phase label."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    n = blocks * volumes
+    t = np.arange(n) * FMRI_TR
+    cue = (np.arange(n) % 15 < 3).astype(int)
+    df = pd.DataFrame({"block": np.repeat(np.arange(1, blocks + 1), volumes),
+                       "volume": np.tile(np.arange(1, volumes + 1), blocks)})
+    for k, f in enumerate((0.03, 0.05, 0.08)):
+        df[f"roi_{k + 1:02d}"] = np.sin(2 * np.pi * f * t + k) + 0.5 * cue + 0.2 * rng.normal(size=n)
+    df["input_cue"] = cue
+    phase = (np.arange(n) // 25) % 2
+    df["label_1"], df["label_2"] = (phase == 0).astype(int), (phase == 1).astype(int)
+    df.to_csv(path, sep="\t", index=False)
+    return path
+
+
+def write_behaviour_samples(path: Path, seed: int = 0, n: int = 400, dt: float = 0.05) -> Path:
+    """A per-sample behaviour table: time, three continuous measures, a light input and a text label."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    t = dt * np.arange(n)
+    pd.DataFrame({"time": t, "speed": np.sin(2 * np.pi * 0.5 * t) + 0.1 * rng.normal(size=n),
+                  "pupil": np.cos(2 * np.pi * 0.3 * t) + 0.1 * rng.normal(size=n),
+                  "lick": np.sin(2 * np.pi * 0.9 * t + 1) + 0.1 * rng.normal(size=n),
+                  "input_light": (t % 4 < 1).astype(int),
+                  "label_state": np.where(t % 6 < 3, "rest", "run")}).to_csv(path, sep="\t", index=False)
+    return path

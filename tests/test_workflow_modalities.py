@@ -1,5 +1,10 @@
-"""A mixed dataset (2 EEG, 2 fMRI, 2 spike subjects) through preprocessing, training and the group report."""
+"""A mixed dataset (2 EEG, 2 fMRI, 2 spike subjects, 1 behaviour) through preprocessing, training and the group report.
 
+One fMRI subject is a NIfTI with an atlas, the other an NBKO-like ROI table with a task input and a one-hot
+label, so typed channels (input, label) travel through prepare and training.
+"""
+
+import json
 import shutil
 
 import pandas as pd
@@ -7,12 +12,12 @@ import pytest
 import yaml
 
 from dsrpipe.io import read_timeseries
-from modality_files import write_eeg, write_fmri, write_spikes
+from modality_files import write_behaviour_samples, write_eeg, write_fmri, write_roi_table, write_spikes
 from workflow_helpers import REPO, TINY, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
-MODALITY = {"e1": "eeg", "e2": "eeg", "f1": "fmri", "f2": "fmri", "s1": "spikes", "s2": "spikes"}
+MODALITY = {"e1": "eeg", "e2": "eeg", "f1": "fmri", "f2": "fmri", "s1": "spikes", "s2": "spikes", "b1": "behaviour"}
 
 
 def make_mixed_dataset(wd):
@@ -23,9 +28,13 @@ def make_mixed_dataset(wd):
         row = {"subject": sid, "modality": modality, "session": "1"}
         if modality == "eeg":
             row["path"] = str(write_eeg(raw / f"{sid}_raw.fif", seed=seed).relative_to(wd))
-        elif modality == "fmri":
+        elif sid == "f1":
             bold, atlas = write_fmri(raw, stem=sid, seed=seed)
             row.update(path=str(bold.relative_to(wd)), atlas=str(atlas.relative_to(wd)))
+        elif sid == "f2":
+            row["path"] = str(write_roi_table(raw / f"{sid}_bold_roi.tsv", seed=seed).relative_to(wd))
+        elif modality == "behaviour":
+            row["path"] = str(write_behaviour_samples(raw / f"{sid}_beh.tsv", seed=seed).relative_to(wd))
         else:
             row["path"] = str(write_spikes(raw / f"{sid}.mat", seed=seed).relative_to(wd))
         rows.append(row)
@@ -36,6 +45,7 @@ def make_mixed_dataset(wd):
         config[section].update(values)
     config["prepare"]["min_samples"] = 100  # 150 fMRI volumes
     config["eeg"]["pca_components"] = 3  # binned D_stsp needs few dimensions
+    config["fmri"]["tr"] = 2.0  # the ROI table carries none (the NIfTI header says 2.0 too)
     (wd / "config").mkdir()
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     return wd
@@ -51,7 +61,7 @@ def workdir(tmp_path_factory):
 
 def test_every_subject_reaches_the_group_table_with_its_modality(workdir):
     runs = pd.read_parquet(workdir / "results/group/runs.parquet")
-    assert len(runs) == 6 and sorted(runs["subject"]) == sorted(MODALITY)
+    assert len(runs) == len(MODALITY) and sorted(runs["subject"]) == sorted(MODALITY)
     for sid in runs["subject"]:
         modality = MODALITY[sid]
         pre = read_timeseries(workdir / f"results/sub-{sid}/data/sub-{sid}_desc-preproc_{modality}.parquet")
@@ -59,6 +69,19 @@ def test_every_subject_reaches_the_group_table_with_its_modality(workdir):
         assert pre.modality == test.modality == modality and pre.meta["recording"]["session"] == "1"
         assert test.n_channels == 3 and test.dt == pre.dt
     assert read_timeseries(workdir / "results/sub-f1/data/sub-f1_desc-preproc_fmri.parquet").dt == 2.0
+    assert read_timeseries(workdir / "results/sub-s1/data/sub-s1_split-train.parquet").channel_types == ["count"] * 3
+
+
+def test_inputs_and_labels_travel_as_typed_channels(workdir):
+    train = read_timeseries(workdir / "results/sub-f2/data/sub-f2_split-train.parquet", types=None)
+    assert train.channel_types == ["continuous"] * 3 + ["input", "label", "label"]
+    assert set(train.data[:, 3]) == {0, 1} and (train.data[:, 4:].sum(axis=1) == 1).all()  # not standardised
+    assert train.meta["categorical"]["label"]["columns"] == ["label_1", "label_2"]
+    run = json.loads((workdir / "results/sub-f2/model-shPLRNN_seed-0/config.json").read_text())
+    assert run["data"]["channels"] == ["roi_01", "roi_02", "roi_03"] and run["data"]["inputs"] == ["input_cue"]
+    beh = read_timeseries(workdir / "results/sub-b1/data/sub-b1_desc-preproc_behaviour.parquet", types=None)
+    assert beh.channel_types == ["label", "label", "continuous", "continuous", "continuous", "input"]
+    assert beh.dt == pytest.approx(0.05) and beh.meta["categorical"]["state"]["categories"] == ["rest", "run"]
     assert "data:image/png;base64," in (workdir / "results/group/report.html").read_text()
 
 
@@ -92,7 +115,7 @@ def test_missing_file_fails_only_that_subjects_job(workdir, tmp_path):
 @pytest.mark.parametrize("change, message", [
     (lambda t: pd.concat([t, t.iloc[[0]].assign(modality="fmri")]), "multimodal training"),
     (lambda t: t.assign(modality=t["modality"].replace("eeg", "meg")), "meg"),
-    (lambda t: t.assign(dt=["0.01"] + [None] * 5), "dt is only for timeseries"),
+    (lambda t: t.assign(dt=["0.01"] + [None] * (len(t) - 1)), "dt is only for timeseries"),
 ], ids=["multimodal-rows", "unknown-modality", "dt-on-eeg"])
 def test_bad_subjects_table_is_a_clear_error(workdir, tmp_path, change, message):
     change(_copy_inputs(workdir, tmp_path)).to_csv(tmp_path / "subjects.tsv", sep="\t", index=False)
