@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -460,9 +461,14 @@ class NumbaStepper:
         S, T1, _ = X.shape
         ws = self._workspace(S, T1 - 1)
         self.n_steps += 1
-        train_steps(self.layout.dims, self.layout.offsets, self._theta, self._grad, self._m, self._v, X[None],
-                    _as_inputs(inputs, S, T1)[None], self._weights_array(weights), self.reg, float(lr),
-                    float(self.n_steps), self.clip, self._active, *ws.arrays(), self._loss)
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)  # one model: no second thread spinning in the parallel region
+        try:
+            train_steps(self.layout.dims, self.layout.offsets, self._theta, self._grad, self._m, self._v, X[None],
+                        _as_inputs(inputs, S, T1)[None], self._weights_array(weights), self.reg, float(lr),
+                        float(self.n_steps), self.clip, self._active, *ws.arrays(), self._loss)
+        finally:
+            numba.set_num_threads(threads)
         return float(self._loss[0])
 
     @property
