@@ -77,7 +77,7 @@ def cmd_train(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from dsrpipe.config import EvaluateConfig, load_section
-    from dsrpipe.evaluation import evaluate_run, read_truth
+    from dsrpipe.evaluation import evaluate_run, read_inputs, read_truth
     from dsrpipe.io.timeseries import load_series
     from dsrpipe.paths import FIXED_POINTS_FILE, GENERATED_FILE
 
@@ -89,7 +89,7 @@ def cmd_evaluate(args) -> None:
     metrics = evaluate_run(args.run_dir, test, cfg, out,
                            generated_out=args.generated or out.parent / GENERATED_FILE,
                            fixed_points_out=args.fixed_points or out.parent / FIXED_POINTS_FILE,
-                           dt=args.dt, truth=truth, train=train)
+                           dt=args.dt, truth=truth, train=train, inputs=read_inputs(args.test))
     print(json.dumps({k: metrics[k] for k in ("d_stsp", "d_h", f"pe_{cfg.pe_steps}", "max_lyapunov",
                                               "kaplan_yorke_dimension")}, indent=2))
 

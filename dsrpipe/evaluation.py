@@ -50,28 +50,50 @@ from dsrpipe.io.atomic import atomic_path, write_json
 from dsrpipe.io.timeseries import TimeSeries, write_timeseries
 from dsrpipe.models import LatentModel
 from dsrpipe.paths import BASINS_FILE, CYCLES_FILE, LYAPUNOV_FILE
-from dsrpipe.training.checkpoint import load_run
+from dsrpipe.models.readout import Readout, generate_observations
+from dsrpipe.training.checkpoint import load_reconstruction
 from dsrpipe.training.forcing import initial_state
 
 log = logging.getLogger(__name__)
 
 
-def generate_orbit(model: LatentModel, x0: np.ndarray, n_steps: int, n_drop: int) -> np.ndarray:
-    """Free-running orbit from the observation ``x0``; returns (n_steps, N) after dropping ``n_drop`` steps."""
-    model = model.double()
+def generate_orbit(model: LatentModel, x0: np.ndarray, n_steps: int, n_drop: int, readout: Readout | None = None,
+                   inputs: np.ndarray | None = None) -> np.ndarray:
+    """Free-running orbit from the observation ``x0``; returns (n_steps, N) after dropping ``n_drop`` steps.
+
+    ``readout`` maps ``x0`` into latent space and the orbit back (default: identity with zeros
+    in the extra units); ``inputs`` (n_drop + n_steps, K) drive a model with external inputs."""
+    if hasattr(model, "generate") and isinstance(model, LatentModel):
+        return generate_observations(model, readout, x0, n_steps, n_drop, inputs)
+    model = model.double()  # a baseline model (no readout)
     z0 = initial_state(torch.tensor(x0, dtype=torch.float64), model.latent_dim)
-    orbit = model.generate(z0, n_drop + n_steps)[n_drop:, : len(x0)]
-    return orbit.numpy()
+    return model.generate(z0, n_drop + n_steps)[n_drop:, : len(x0)].numpy()
 
 
-def validation_metrics(model: LatentModel, x: np.ndarray, cfg: EvaluateConfig) -> tuple[dict[str, Any], np.ndarray]:
+def _driving_inputs(inputs: np.ndarray | None, n_drop: int) -> np.ndarray | None:
+    """Inputs for an orbit of n_drop + T steps aligned with a test series of T samples: the
+    transient repeats the test inputs (their values before the series are unknown)."""
+    if inputs is None:
+        return None
+    return np.concatenate([np.resize(inputs, (n_drop, inputs.shape[1])), inputs]) if n_drop else inputs
+
+
+def _lift(readout: Readout | None, x: np.ndarray, latent_dim: int) -> torch.Tensor:
+    """Observations (K, N) as latent states (K, M) through the readout (zeros in the extra units without one)."""
+    xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    return initial_state(xt, latent_dim) if readout is None else readout.double().initial_state(xt).detach()
+
+
+def validation_metrics(model: LatentModel, x: np.ndarray, cfg: EvaluateConfig, readout: Readout | None = None,
+                       inputs: np.ndarray | None = None) -> tuple[dict[str, Any], np.ndarray]:
     """D_stsp, D_H and PE(n) of ``model`` on the test series ``x`` (T, N), by the evaluation protocol.
 
     Returns the metrics (plus ``generated_finite``) and the generated orbit (T, N).
     A diverging orbit scores inf on D_stsp and D_H.
     """
     T = len(x)
-    gen = generate_orbit(model, x[0], T, int(round(0.25 * T)))
+    n_drop = int(round(0.25 * T))
+    gen = generate_orbit(model, x[0], T, n_drop, readout, _driving_inputs(inputs, n_drop))
     finite = bool(np.isfinite(gen).all())
     if not finite:
         log.warning("the generated orbit of %s diverges (non-finite values)", model.name)
@@ -82,16 +104,22 @@ def validation_metrics(model: LatentModel, x: np.ndarray, cfg: EvaluateConfig) -
         else:
             d_stsp = state_space_divergence(x, gen, n_bins=cfg.n_bins)
         d_h = power_spectrum_distance(x, gen, sigma=cfg.psd_sigma)
-    pe = prediction_error(model, x, n=cfg.pe_steps)
+    pe = prediction_error(model, x, n=cfg.pe_steps, readout=readout, inputs=inputs)
     log.info("%s: D_stsp %.4g, D_H %.4g, PE(%d) %.4g", model.name, d_stsp, d_h, cfg.pe_steps, pe)
     return {"d_stsp": float(d_stsp), "d_h": float(d_h), f"pe_{cfg.pe_steps}": float(pe),
             "generated_finite": finite}, gen
 
 
-def compare_with_truth(truth: dict, spectrum: np.ndarray, fps: list, mean: np.ndarray, std: np.ndarray) -> dict:
-    """True vs recovered invariants; true fixed points are standardised like the data."""
-    true_fps = (np.asarray(truth.get("fixed_points_raw", []), dtype=float).reshape(-1, len(mean)) - mean) / std
-    found = np.array([fp.z for fp in fps]).reshape(-1, len(mean)) if fps else np.empty((0, len(mean)))
+def compare_with_truth(truth: dict, spectrum: np.ndarray, fps: list, mean: np.ndarray, std: np.ndarray,
+                       readout: Readout | None = None) -> dict:
+    """True vs recovered invariants; true fixed points are standardised like the data and compared
+    with the recovered ones seen through the readout."""
+    N = len(mean)
+    true_fps = (np.asarray(truth.get("fixed_points_raw", []), dtype=float).reshape(-1, N) - mean) / std
+    found = np.array([fp.z for fp in fps]) if fps else np.empty((0, N))
+    if len(found):
+        found = (found[:, :N] if readout is None
+                 else readout.double().observe(torch.as_tensor(found, dtype=torch.float64)).detach().numpy())
     errors = [float(np.min(np.linalg.norm(found - fp, axis=1))) if len(found) else math.nan for fp in true_fps]
     true_spec = truth.get("lyapunov_spectrum", [])
     return {
@@ -148,6 +176,8 @@ def evaluate(
     dt: float | None = None,
     truth: dict | None = None,
     train: TimeSeries | None = None,
+    readout: Readout | None = None,
+    inputs: np.ndarray | None = None,
 ) -> Evaluation:
     """Metrics and invariants of ``model`` on the standardised test series.
 
@@ -165,31 +195,39 @@ def evaluate(
         ``pe_curve``, ``basins``, ``n_attractors``, ...) and, with ``truth``,
         the comparison.
 
+    ``readout`` (the model's trained readout; default identity with zeros in the extra
+    units) maps data into latent space and orbits back; ``inputs`` (T, K), the test
+    segment's external inputs, drive generation and predictions of a model with inputs
+    (fixed points, cycles and the Lyapunov spectrum are those of the autonomous map).
+
     Torch runs single-threaded inside (every op here is a small batched one,
     see :func:`~dsrpipe.analysis.lyapunov.single_threaded`).
     """
     with single_threaded():
-        return _evaluate(model, test, cfg, dt=dt, truth=truth, train=train)
+        return _evaluate(model, test, cfg, dt=dt, truth=truth, train=train, readout=readout, inputs=inputs)
 
 
-def _evaluate(model, test, cfg, *, dt, truth, train) -> Evaluation:
+def _evaluate(model, test, cfg, *, dt, truth, train, readout=None, inputs=None) -> Evaluation:
     x = test.data
     T, N = x.shape
-    if model.latent_dim < N:
+    if readout is None and model.latent_dim < N:
         raise DsrpipeError(f"model has {model.latent_dim} latent units but the test data has {N} channels")
+    if readout is not None and readout.n_obs != N:
+        raise DsrpipeError(f"the model's readout has {readout.n_obs} channels but the test data has {N}")
+    if inputs is not None and len(inputs) != T:
+        raise DsrpipeError(f"{len(inputs)} input samples for a test series of {T}")
     dt = dt if dt is not None else test.dt
     model = model.double()
-    validation, gen = validation_metrics(model, x, cfg)
+    validation, gen = validation_metrics(model, x, cfg, readout, inputs)
     finite = validation.pop("generated_finite")
 
-    z0 = initial_state(torch.tensor(x[0], dtype=torch.float64), model.latent_dim)
+    z0 = _lift(readout, x[0], model.latent_dim)
     lyap = lyapunov_analysis(model, z0, cfg.lyapunov_steps, n_transient=cfg.lyapunov_transient, dt=dt,
                              n_trace=cfg.lyapunov_trace, keep_orbit=True)
     spectrum = lyap.exponents
     rng = np.random.default_rng(cfg.seed)
-    inits = x[rng.choice(T, size=min(T, 100), replace=False)]
-    inits = np.hstack([inits, np.zeros((len(inits), model.latent_dim - N))])
-    dynamics = analyse_dynamics(model, x, lyap, inits, cfg, dt)
+    inits = _lift(readout, x[rng.choice(T, size=min(T, 100), replace=False)], model.latent_dim).numpy()
+    dynamics = analyse_dynamics(model, x, lyap, inits, cfg, dt, readout=readout, inputs=inputs)
     fps = dynamics.pop("fixed_points")
     log.info("Lyapunov spectrum %s (%s); %d fixed point(s)", np.round(spectrum, 4).tolist(),
              dynamics["metrics"]["attractor_class"], len(fps))
@@ -217,12 +255,13 @@ def _evaluate(model, test, cfg, *, dt, truth, train) -> Evaluation:
         stdz = test.meta.get("standardisation", {})
         mean = np.asarray(stdz.get("mean", np.zeros(N)), dtype=float)
         std = np.asarray(stdz.get("std", np.ones(N)), dtype=float)
-        metrics.update(compare_with_truth(truth, spectrum, fps, mean, std))
+        metrics.update(compare_with_truth(truth, spectrum, fps, mean, std, readout))
     return Evaluation(metrics, gen, fps, dynamics["tables"])
 
 
 def analyse_dynamics(model: LatentModel, x: np.ndarray, lyap: LyapunovResult, inits: np.ndarray,
-                     cfg: EvaluateConfig, dt: float | None) -> dict[str, Any]:
+                     cfg: EvaluateConfig, dt: float | None, readout: Readout | None = None,
+                     inputs: np.ndarray | None = None) -> dict[str, Any]:
     """Fixed points, cycles, symbolic dynamics, attractor class, PE curve and basins of one model.
 
     Parameters
@@ -268,7 +307,8 @@ def analyse_dynamics(model: LatentModel, x: np.ndarray, lyap: LyapunovResult, in
         metrics["n_visited_regions"] = None
     metrics["cycles"] = [c.to_dict() for c in cycles if c.order > 1]
     metrics["n_cycles"] = {str(k): sum(c.order == k for c in cycles) for k in range(1, cfg.max_cycle_order + 1)}
-    metrics["pe_curve"] = prediction_error_curve(model, x, cfg.pe_curve_steps).tolist()
+    metrics["pe_curve"] = prediction_error_curve(model, x, cfg.pe_curve_steps, readout=readout,
+                                                 inputs=inputs).tolist()
 
     basin = None
     if cfg.basin_grid:
@@ -279,7 +319,7 @@ def analyse_dynamics(model: LatentModel, x: np.ndarray, lyap: LyapunovResult, in
         else:
             rng = np.random.default_rng(cfg.seed + 1)
             pts = x[rng.choice(len(x), size=min(len(x), cfg.basin_grid**2), replace=False)]
-            basin = basins(model, np.hstack([pts, np.zeros((len(pts), model.latent_dim - x.shape[1]))]), **kwargs)
+            basin = basins(model, _lift(readout, pts, model.latent_dim).numpy(), **kwargs)
         metrics["basins"] = {"n_attractors": basin.n_attractors, "n_diverging": int((basin.labels < 0).sum()),
                              "n_inits": int(len(basin.labels)), "inits": cfg.basin_inits,
                              "attractors": basin.attractors.to_dict(orient="records")}
@@ -321,6 +361,14 @@ def lyapunov_table(lyap: LyapunovResult) -> pd.DataFrame:
     return table
 
 
+def read_inputs(path: str | os.PathLike) -> np.ndarray | None:
+    """The external-input channels (type ``input``) of a series file, or None when it has none."""
+    from dsrpipe.io.timeseries import INPUT, load_series
+
+    ts = load_series(path, types=None)
+    return ts.select(INPUT).data if INPUT in ts.channel_types else None
+
+
 def read_truth(path: str | os.PathLike) -> dict:
     """Read a ground-truth JSON (as written by the demo)."""
     import json
@@ -345,12 +393,13 @@ def evaluate_run(
     dt: float | None = None,
     truth: dict | None = None,
     train: TimeSeries | None = None,
+    inputs: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Evaluate the trained run in ``run_dir``; write metrics (JSON), orbit, fixed points, cycles, basins and the
     Lyapunov convergence trace (Parquet). Outputs not given go beside ``metrics_out`` under their
     :mod:`dsrpipe.paths` names (cycles, basins, Lyapunov trace) or are skipped (orbit, fixed points)."""
-    model, run_cfg = load_run(run_dir)
-    result = evaluate(model, test, cfg, dt=dt, truth=truth, train=train)
+    model, readout, run_cfg = load_reconstruction(run_dir)
+    result = evaluate(model, test, cfg, dt=dt, truth=truth, train=train, readout=readout, inputs=inputs)
     metrics, gen, fps, tables = result.metrics, result.generated, result.fixed_points, result.tables
     data_info = run_cfg.get("data", {})
     metrics = {

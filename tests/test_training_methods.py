@@ -381,3 +381,32 @@ def test_run_config_records_versions_and_a_settings_hash(tmp_path, lorenz):
     a, b = (json.loads((tmp_path / d / "config.json").read_text()) for d in "ab")
     assert a["software"]["torch"] == torch.__version__ and "numpy" in a["software"]
     assert len(a["config_hash"]) == 16 and a["config_hash"] != b["config_hash"]
+
+
+# ------------------------------------------------------------------ evaluation through the readout
+
+
+def test_evaluation_uses_the_readout_and_the_inputs(lorenz, tmp_path):
+    """An affine-readout model with inputs: the evaluate stage generates through B and the
+    inputs (its orbit equals generate_observations'), and PE uses them too."""
+    from dsrpipe.analysis import prediction_error
+    from dsrpipe.config import EvaluateConfig
+    from dsrpipe.evaluation import evaluate
+    from dsrpipe.io.timeseries import TimeSeries
+
+    x = np.column_stack([lorenz, lorenz[:, :1] * 0.5 + lorenz[:, 1:2]])  # N = 4
+    s = np.sin(np.arange(len(x)) / 15.0)[:, None]
+    cfg = TrainConfig(**SMALL, latent_dim=3, readout="affine", backend="torch")
+    result = train(x[:3000], cfg, inputs=s[:3000])
+    test = TimeSeries(x[3000:], ["a", "b", "c", "d"], dt=0.01)
+    ecfg = EvaluateConfig(lyapunov_steps=500, fixed_point_inits=10, basin_grid=0, pe_curve_steps=5)
+    out = evaluate(result.model, test, ecfg, readout=result.readout, inputs=s[3000:])
+    T = len(test.data)
+    n_drop = int(round(0.25 * T))
+    u = np.concatenate([np.resize(s[3000:], (n_drop, 1)), s[3000:]])
+    expected = generate_observations(result.model, result.readout, test.data[0], T, n_drop, u)
+    np.testing.assert_allclose(out.generated, expected)
+    pe = prediction_error(result.model, test.data, 5, readout=result.readout, inputs=s[3000:])
+    assert out.metrics["pe_curve"][4] == pytest.approx(pe)
+    blind = prediction_error(result.model, test.data, 5, readout=result.readout)
+    assert blind != pytest.approx(pe)  # the inputs matter

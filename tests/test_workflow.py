@@ -119,7 +119,7 @@ def test_bad_subject_file_fails_that_subject_with_a_clear_message(workdir, tmp_p
     runs = pd.read_parquet(wd / "results/group/available_runs.parquet")
     assert runs["subject"].tolist() == ["02"]
     html = (wd / "results/group/available_report.html").read_text()
-    assert "sub-01 seed 0" in html
+    assert "sub-01 shPLRNN seed 0" in html and "NaN" in html  # the failed run, with its reason
 
 
 def test_lint_has_no_findings_beyond_conda_envs():

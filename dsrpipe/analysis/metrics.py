@@ -244,7 +244,7 @@ def power_spectrum_distance(x_true: np.ndarray, x_gen: np.ndarray, sigma: float 
     return float(np.mean(distances))
 
 
-def prediction_error(model, x: np.ndarray, n: int = 20) -> float:
+def prediction_error(model, x: np.ndarray, n: int = 20, readout=None, inputs: np.ndarray | None = None) -> float:
     """Mean squared ``n``-step-ahead prediction error, PE(n).
 
     From every start ``t = 0 .. T-n-1`` the model iterates ``n`` steps from
@@ -261,15 +261,17 @@ def prediction_error(model, x: np.ndarray, n: int = 20) -> float:
         Standardised data, ``T > n``.
     n : int
         Prediction horizon in steps.
+    readout, inputs : see :func:`prediction_error_curve`.
 
     Returns
     -------
     float
     """
-    return float(prediction_error_curve(model, x, n)[-1])
+    return float(prediction_error_curve(model, x, n, readout=readout, inputs=inputs)[-1])
 
 
-def prediction_error_curve(model, x: np.ndarray, n_max: int = 20) -> np.ndarray:
+def prediction_error_curve(model, x: np.ndarray, n_max: int = 20, readout=None,
+                           inputs: np.ndarray | None = None) -> np.ndarray:
     """PE(n) for n = 1 .. ``n_max`` in one pass: ``curve[n - 1]`` equals ``prediction_error(model, x, n)``.
 
     All starts ``t = 0 .. T-2`` iterate together; after step n the first
@@ -284,6 +286,12 @@ def prediction_error_curve(model, x: np.ndarray, n_max: int = 20) -> np.ndarray:
         Standardised data, ``T > n_max``.
     n_max : int
         Largest horizon.
+    readout : :class:`dsrpipe.models.readout.Readout`, optional
+        Maps observations to start states (``initial_state``) and states to
+        predictions (``observe``); default: the identity readout with zeros in
+        the extra units.
+    inputs : ndarray, shape (T, K), optional
+        External inputs aligned with ``x``: the step into time t gets ``inputs[t]``.
 
     Returns
     -------
@@ -295,7 +303,7 @@ def prediction_error_curve(model, x: np.ndarray, n_max: int = 20) -> np.ndarray:
     if n_max < 1 or n_time <= n_max:
         raise DsrpipeError(f"need 1 <= n < T, got n={n_max}, T={n_time}")
     n_latent = int(model.latent_dim)
-    if n_latent < n_obs:
+    if n_latent < n_obs and readout is None:
         raise DsrpipeError(f"identity readout needs latent_dim >= N, got {n_latent} < {n_obs}")
     params = list(model.parameters()) if isinstance(model, torch.nn.Module) else []
     dtype = params[0].dtype if params else torch.float64
@@ -303,11 +311,22 @@ def prediction_error_curve(model, x: np.ndarray, n_max: int = 20) -> np.ndarray:
     curve = np.empty(n_max)
     with torch.no_grad():
         target = torch.tensor(x, dtype=torch.float64, device=device)  # a copy: x may be read-only
-        z = torch.zeros((n_time - 1, n_latent), dtype=dtype, device=device)
-        z[:, :n_obs] = torch.as_tensor(x[:-1].copy(), dtype=dtype, device=device)
+        starts = torch.as_tensor(x[:-1].copy(), dtype=dtype, device=device)
+        if readout is None:
+            z = torch.zeros((n_time - 1, n_latent), dtype=dtype, device=device)
+            z[:, :n_obs] = starts
+            observe = lambda v: v[:, :n_obs]  # noqa: E731
+        else:
+            readout = readout.to(dtype)
+            z, observe = readout.initial_state(starts), readout.observe
+        s = None
+        if inputs is not None and getattr(model, "input_dim", 0):
+            s = torch.as_tensor(np.asarray(inputs, dtype=float), dtype=dtype, device=device)
         for n in range(1, n_max + 1):
-            z = model.step(z)
-            err = z[: n_time - n, :n_obs].double() - target[n:]
+            # the start at t steps into time t + n (clipped at the end: those rows are not compared)
+            z = model.step(z) if s is None else model.step(
+                z, s[torch.clamp(torch.arange(n_time - 1, device=device) + n, max=n_time - 1)])
+            err = observe(z)[: n_time - n].double() - target[n:]
             curve[n - 1] = float(torch.mean(err**2))
     return curve
 

@@ -101,5 +101,7 @@ def load_reconstruction(run_dir: str | os.PathLike) -> tuple[LatentModel, Readou
         n_obs = len(config.get("data", {}).get("channels") or []) or model.latent_dim
         return model, Readout("identity", n_obs, model.latent_dim).double(), config
     readout = Readout(spec["kind"], spec["n_obs"], spec["latent_dim"]).double()
-    readout.load_state_dict({k: torch.tensor(v, dtype=torch.float64) for k, v in spec["state"].items()})
+    shapes = {k: v.shape for k, v in readout.state_dict().items()}  # an empty (0, N) map is saved as []
+    readout.load_state_dict({k: torch.tensor(v, dtype=torch.float64).reshape(shapes[k])
+                             for k, v in spec["state"].items()})
     return model, readout, config
