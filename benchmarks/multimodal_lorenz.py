@@ -22,7 +22,7 @@ shPLRNN M=10, K=3, L=50, linear encoder, alpha 0.2, 100 x 20 batches of 16 x 50,
     unimodal        1   13.024   0.483
     multimodal      0   13.006   0.499   0.965     0.721
     multimodal      1   10.054   0.071   0.968     0.737
-    (label chance 0.340; --gauss-weight 5, seed 0: 12.966; --learn-noise, seed 0: 10.960)
+    (label chance 0.340; multimodal with --gauss-weight 5: 12.966, 11.693; --learn-noise: 10.960, 12.987)
 
 With a complete, nearly noise-free Gaussian view the extra views do not help at this budget:
 the encoder decodes rates and labels well, but the generated orbits of 2,000 steps are not yet
