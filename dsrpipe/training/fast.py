@@ -18,6 +18,11 @@ time step. Parameters, gradients and RAdam moments are flat float64 vectors
 (:class:`~dsrpipe.models.kernels.FlatLayout`), so clipping and RAdam are one
 loop each.
 
+Numba's on-disk cache (``cache=True``) is keyed on the source file of each cached
+function only: the map of :mod:`dsrpipe.models.kernels` is inlined here, so after
+editing ``kernels.py`` touch this file (and clear ``__pycache__``) before trusting
+the training kernels; a fresh installation is unaffected.
+
 Rollout of a window x (S, T + 1, N) with weights a_t and inputs s (S, T + 1, K)::
 
     z_0 = [x_0, init_map x_0]
