@@ -24,12 +24,6 @@ if MODELS_PER_JOB == 1:
             "../scripts/train_model.py"
 
 else:
-
-    def _resources(n):
-        """Memory and time of a job holding n models (scaled on a retry)."""
-        return {"mem_mb": lambda wildcards, attempt: (1000 + 200 * n) * attempt,
-                "runtime": lambda wildcards, attempt: 60 * attempt * max(1, n // 4)}
-
     # Restarts trained together: one job per subject, setting and chunk of `models_per_job`
     # seeds (one rule per chunk, as a rule's outputs must follow from its wildcards).
     for _i, _chunk in enumerate(SEEDS[j : j + MODELS_PER_JOB] for j in range(0, len(SEEDS), MODELS_PER_JOB)):
@@ -51,6 +45,7 @@ else:
             log:
                 f"logs/sub-{{subject}}/model-{{model}}_seeds-{_chunk[0]}-{_chunk[-1]}_train.log",
             resources:
-                **_resources(len(_chunk)),
+                mem_mb=1000 + 200 * len(_chunk),
+                runtime=60 * max(1, len(_chunk) // 4),
             script:
                 "../scripts/train_models.py"
