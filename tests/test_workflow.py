@@ -99,29 +99,6 @@ def test_changed_analysis_code_reruns_only_evaluation(workdir, repo):
                                    ("all", "")])
 
 
-def test_bad_subject_file_fails_that_subject_with_a_clear_message(workdir, tmp_path):
-    wd = tmp_path / "bad"
-    shutil.copytree(workdir / "raw", wd / "raw")
-    shutil.copytree(workdir / "config", wd / "config")
-    shutil.copy(workdir / "subjects.tsv", wd / "subjects.tsv")
-    df = pd.read_csv(wd / "raw" / "s01.csv")
-    df.iloc[10, 1] = np.nan
-    df.to_csv(wd / "raw" / "s01.csv", index=False)
-    proc = snakemake(wd, "--cores", "2", "--keep-going")
-    assert proc.returncode != 0
-    log = (wd / "logs/sub-01/preprocess_timeseries.log").read_text()
-    assert "raw/s01.csv" in log and "NaN" in log
-    assert not (wd / "results/sub-01/data").exists() or not any((wd / "results/sub-01/data").iterdir())
-    # the other subject finished; the group report of what is available lists the failure
-    assert (wd / "results/sub-02/model-shPLRNN_seed-0/metrics.json").exists()
-    proc = snakemake(wd, "--cores", "1", "report_available")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = pd.read_parquet(wd / "results/group/available_runs.parquet")
-    assert runs["subject"].tolist() == ["02"]
-    html = (wd / "results/group/available_report.html").read_text()
-    assert "sub-01 shPLRNN seed 0" in html and "NaN" in html  # the failed run, with its reason
-
-
 def test_lint_has_no_findings_beyond_conda_envs():
     """`snakemake --lint` exits 1 on any finding; we accept only the per-rule conda/container
     advice (dsrpipe is pip-installed) and fail on anything else."""
