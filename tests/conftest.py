@@ -3,3 +3,10 @@ from pathlib import Path
 
 # tests import shared helpers (workflow_helpers) from this folder
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests (workflow and SLURM runs) first: with two xdist workers the long runs start at
+    once, side by side, and the many short tests fill in after them (a stable sort keeps each
+    file's order)."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)
