@@ -17,12 +17,8 @@ from dsrpipe.training.multimodal import MTFConfig, generate_views, train_multimo
 EPOCHS = 30  # x 10 batches: about 15 s on an idle 2-core machine
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny tensors: two threads on a busy 2-core machine are ~30x slower than one
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def lorenz_views(T=2000, seed=0):

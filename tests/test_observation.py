@@ -23,13 +23,8 @@ from dsrpipe.observation import (
 K, N, SHAPE = 4, 3, (5, 7)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: two threads on a busy 2-core machine are ~30x slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny tensors: two threads on a busy 2-core machine are ~30x slower than one
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _z(seed=0):

@@ -103,11 +103,6 @@ def gtf_predictions(model: LatentModel, batch: torch.Tensor, alpha: float) -> to
     return forced_rollout(model, None, batch, forcing_weights("gtf", batch.shape[1] - 1, alpha))[0]
 
 
-def gtf_loss(model: LatentModel, batch: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Mean squared one-step prediction error under GTF (fixed alpha, identity readout)."""
-    return torch.mean((gtf_predictions(model, batch, alpha) - batch[:, 1:]) ** 2)
-
-
 class AdaptiveAlpha:
     """The adaptive GTF schedule of Hess et al. (2023).
 

@@ -72,11 +72,6 @@ def build_from_config(cfg: TrainConfig, n_channels: int, n_inputs: int = 0) -> t
     return model, readout
 
 
-def model_from_config(cfg: TrainConfig, n_channels: int) -> LatentModel:
-    """Build the configured model for data with ``n_channels`` channels (checks the readout)."""
-    return build_from_config(cfg, n_channels)[0]
-
-
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
     """The learning rate of ``epoch`` (1-based) under ``cfg.lr_schedule``."""
     frac = (epoch - 1) / max(cfg.epochs - 1, 1)
