@@ -39,8 +39,15 @@ class PrepareConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Model, readout, teacher-forcing and optimiser settings of one training run."""
+    """Model, readout, teacher-forcing and optimiser settings of one training run.
 
+    ``method`` gtf trains on the continuous and count channels with (generalized or
+    sparse) teacher forcing; mtf trains a multimodal PLRNN (encoder, latent model,
+    one decoder per channel type; :mod:`dsrpipe.training.mtf_run`) with the
+    ``mtf_*`` keys on top of the shared ones.
+    """
+
+    method: str = "gtf"
     model: str = "shPLRNN"
     latent_dim: int | None = None
     hidden_dim: int = 50
@@ -74,6 +81,12 @@ class TrainConfig:
     device: str = "cpu"
     log_every: int = 25
     checkpoint_every: int = 100
+    mtf_forcing_dim: int | None = None
+    mtf_encoder_kernel: int = 1
+    mtf_w_rec: float = 1.0
+    mtf_w_pred: float = 1.0
+    mtf_w_latent: float = 1.0
+    mtf_hrf: bool = True
 
     def __post_init__(self) -> None:
         from dsrpipe.models.registry import MODELS
@@ -103,6 +116,23 @@ class TrainConfig:
                "train.on_divergence must be lower_lr, reseed or fail")
         _check(self.max_retries >= 0, "train.max_retries must be >= 0")
         _check(self.models_per_job >= 1, "train.models_per_job must be >= 1")
+        _check(self.method in ("gtf", "mtf"), f"train.method must be gtf or mtf, got {self.method!r}")
+        _check(self.mtf_forcing_dim is None or self.mtf_forcing_dim >= 1, "train.mtf_forcing_dim must be >= 1")
+        _check(self.mtf_forcing_dim is None or self.latent_dim is None or self.mtf_forcing_dim <= self.latent_dim,
+               "train.mtf_forcing_dim must be <= train.latent_dim")
+        _check(self.mtf_encoder_kernel >= 1 and self.mtf_encoder_kernel % 2 == 1,
+               "train.mtf_encoder_kernel must be an odd number >= 1")
+        _check(min(self.mtf_w_rec, self.mtf_w_pred, self.mtf_w_latent) >= 0,
+               "train.mtf_w_rec, train.mtf_w_pred and train.mtf_w_latent must be >= 0")
+        if self.method == "mtf":
+            unsupported = {"alpha_mode": (self.alpha_mode, "fixed"), "lr_schedule": (self.lr_schedule, "exponential"),
+                           "l2": (self.l2, 0.0), "mar_fraction": (self.mar_fraction, 0.0), "device": (self.device, "cpu")}
+            for key, (value, supported) in unsupported.items():
+                _check(value == supported, f"train.{key} = {value!r} is not available with train.method mtf "
+                                           f"(MTF trains with {key} {supported!r}); change one of the two")
+            _check(self.alpha > 0, "train.alpha must be > 0 with train.method mtf")
+            _check(self.forcing == "gtf" or self.stf_tau is not None,
+                   "train.method mtf with train.forcing stf needs train.stf_tau (the forcing interval) set")
 
 
 @dataclass(frozen=True)
