@@ -1,11 +1,21 @@
 """Parquet time series round trip, plain-table readers, their errors, atomic writes."""
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from dsrpipe import DsrpipeError
-from dsrpipe.io import TimeSeries, atomic_path, load_series, read_table, read_timeseries, write_timeseries
+from dsrpipe.io import TimeSeries, atomic, atomic_path, load_series, read_table, read_timeseries, write_json, \
+    write_timeseries
 
 
 @pytest.fixture
@@ -232,3 +242,66 @@ def test_atomic_path_failure_keeps_previous_file(tmp_path):
             raise RuntimeError
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_atomic_temporaries_are_unique_per_process(tmp_path):
+    target = tmp_path / "out.json"
+    with atomic_path(target) as first, atomic_path(target) as second:
+        assert first != second and first.parent == second.parent == tmp_path
+        assert first.name.startswith(f".out.json.{atomic._host()}.{os.getpid()}.") and first.suffix == ".tmp"
+        first.write_text("1")
+        second.write_text("2")
+    # the outer block renames last, so its content wins; no temporary is left
+    assert target.read_text() == "1" and sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_stale_temporaries_removed_by_next_write(tmp_path):
+    target = tmp_path / "metrics.json"
+    host = atomic._host()
+    dead = tmp_path / f".metrics.json.{host}.{_dead_pid()}.abc_12.tmp"  # killed writer on this host
+    alive = tmp_path / f".metrics.json.{host}.{os.getppid()}.xyz.tmp"  # a writer still running
+    old_other = tmp_path / ".metrics.json.othernode.123.q1.tmp"  # another node, long ago
+    new_other = tmp_path / ".metrics.json.othernode.124.q2.tmp"  # another node, maybe still writing
+    old_style = tmp_path / ".metrics.json.k3j_x9.tmp"  # an older dsrpipe's name, long ago
+    other_target = tmp_path / f".metrics.json.bak.{host}.{_dead_pid()}.r.tmp"  # not ours: target metrics.json.bak
+    for p in (dead, alive, old_other, new_other, old_style, other_target):
+        p.write_text("half")
+    long_ago = time.time() - atomic.STALE_AFTER_S - 10
+    for p in (old_other, old_style):
+        os.utime(p, (long_ago, long_ago))
+    write_json({"a": 1}, target)
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in (target, alive, new_other, other_target))
+
+
+def test_writer_killed_mid_write_leaves_no_output_and_next_write_cleans(tmp_path):
+    target = tmp_path / "model.pt"
+    code = textwrap.dedent(f"""
+        import sys, time
+        from dsrpipe.io.atomic import atomic_path
+        with atomic_path({str(target)!r}) as tmp:
+            tmp.write_text("half written")
+            print(tmp, flush=True)
+            time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        tmp = Path(proc.stdout.readline().strip())
+        assert tmp.exists() and tmp.parent == tmp_path
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not target.exists() and tmp.exists()  # no output; a leftover the next write removes
+    with atomic_path(target) as new:
+        new.write_text("complete")
+    assert target.read_text() == "complete" and sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
