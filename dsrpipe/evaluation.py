@@ -51,7 +51,7 @@ from dsrpipe.io.timeseries import TimeSeries, write_timeseries
 from dsrpipe.models import LatentModel
 from dsrpipe.paths import BASINS_FILE, CYCLES_FILE, LYAPUNOV_FILE
 from dsrpipe.models.readout import Readout, generate_observations
-from dsrpipe.training.checkpoint import load_reconstruction
+from dsrpipe.training.checkpoint import is_multimodal_run, load_reconstruction
 from dsrpipe.training.forcing import initial_state
 
 log = logging.getLogger(__name__)
@@ -398,6 +398,12 @@ def evaluate_run(
     """Evaluate the trained run in ``run_dir``; write metrics (JSON), orbit, fixed points, cycles, basins and the
     Lyapunov convergence trace (Parquet). Outputs not given go beside ``metrics_out`` under their
     :mod:`dsrpipe.paths` names (cycles, basins, Lyapunov trace) or are skipped (orbit, fixed points)."""
+    if is_multimodal_run(run_dir):  # an MTF run: decoders per view, see dsrpipe.evaluation_mtf
+        from dsrpipe.evaluation_mtf import evaluate_mtf_run
+
+        return evaluate_mtf_run(run_dir, test, cfg, metrics_out, generated_out=generated_out,
+                                fixed_points_out=fixed_points_out, cycles_out=cycles_out, basins_out=basins_out,
+                                lyapunov_out=lyapunov_out, dt=dt, truth=truth, train=train, inputs=inputs)
     model, readout, run_cfg = load_reconstruction(run_dir)
     result = evaluate(model, test, cfg, dt=dt, truth=truth, train=train, readout=readout, inputs=inputs)
     metrics, gen, fps, tables = result.metrics, result.generated, result.fixed_points, result.tables

@@ -7,6 +7,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +105,15 @@ def train_file(data_path: str | os.PathLike, run_dir: str | os.PathLike, cfg: Tr
     Continuous and count channels are modelled; ``input`` channels drive the model
     as external inputs. The last ``cfg.validation_fraction`` of the series is held
     out and scored (validation D_stsp, D_H) for restart selection.
+
+    With ``cfg.method == "mtf"`` every channel type is modelled by multimodal teacher
+    forcing (:func:`dsrpipe.training.mtf_run.train_mtf_file`; returns its
+    :class:`~dsrpipe.training.multimodal.MultimodalResult`).
     """
+    if cfg.method == "mtf":
+        from dsrpipe.training.mtf_run import train_mtf_file
+
+        return train_mtf_file(data_path, run_dir, cfg)
     data = _load(data_path, cfg)
     checkpoint = Path(run_dir) / CHECKPOINT_FILE
     x, u = data.fit()
@@ -126,9 +135,14 @@ def train_file_many(data_path: str | os.PathLike, run_dirs: dict[int, str | os.P
     from dsrpipe.training.fast import fast_path_available
     from dsrpipe.training.loop import build_from_config
 
+    seeds = sorted(int(s) for s in run_dirs)
+    if cfg.method == "mtf":
+        log.info("training %d MTF seeds one after another (MTF has no fused kernel)", len(seeds))
+        for seed in seeds:
+            train_file(data_path, run_dirs[seed], dataclasses.replace(cfg, seed=seed))
+        return
     data = _load(data_path, cfg)
     x, u = data.fit()
-    seeds = sorted(int(s) for s in run_dirs)
     model, readout = build_from_config(cfg, x.shape[1], 0 if u is None else u.shape[1])
     available, why = fast_path_available(model, readout, cfg)
     if not available or cfg.backend == "torch" or cfg.device != "cpu" or len(seeds) == 1:
@@ -163,15 +177,25 @@ def _train_with_retries(x, u, cfg: TrainConfig, label: str, checkpoint: Path) ->
     Each attempt is deterministic, so a rerun of a killed job retraces the same attempts
     and resumes the last one from its checkpoint.
     """
+    def fit(current: TrainConfig) -> TrainResult:
+        return train(x, current, inputs=u, callbacks=[Progress(current.epochs, current.log_every, label=label)],
+                     checkpoint=checkpoint)
+
+    return _with_retries(fit, cfg, label, on_diverged=lambda: checkpoint.unlink(missing_ok=True))
+
+
+def _with_retries(fit, cfg: TrainConfig, label: str, on_diverged=None) -> tuple[Any, list, TrainConfig]:
+    """``fit(settings)`` under the divergence policy: on :class:`TrainingDivergedError` call
+    ``on_diverged`` and retry with half the lr (``lower_lr``) or another seed (``reseed``),
+    at most ``cfg.max_retries`` times; returns the result, the retry records and the settings used."""
     retries: list[dict] = []
     current = cfg
     while True:
         try:
-            result = train(x, current, inputs=u, callbacks=[Progress(current.epochs, current.log_every, label=label)],
-                           checkpoint=checkpoint)
-            return result, retries, current
+            return fit(current), retries, current
         except TrainingDivergedError as exc:
-            checkpoint.unlink(missing_ok=True)
+            if on_diverged is not None:
+                on_diverged()
             retries.append({"seed": current.seed, "lr": current.lr, "reason": str(exc)})
             if cfg.on_divergence == "fail" or len(retries) > cfg.max_retries:
                 tried = "; ".join(f"seed {r['seed']}, lr {r['lr']:g}" for r in retries)

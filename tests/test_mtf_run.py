@@ -1,0 +1,168 @@
+"""train.method mtf from config to run directory to metrics: views from channel types, a loadable
+run, evaluation with label accuracy and count-rate correlation, errors and reproducibility."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dsrpipe import DsrpipeError
+from dsrpipe.cli import main
+from dsrpipe.config import EvaluateConfig, PrepareConfig, TrainConfig, from_mapping
+from dsrpipe.evaluation import evaluate_run
+from dsrpipe.io.timeseries import TimeSeries, load_series, write_timeseries
+from dsrpipe.preprocessing import prepare_file
+from dsrpipe.training.checkpoint import load_multimodal_run, load_reconstruction, load_run
+from dsrpipe.training.mtf_data import multimodal_lorenz63
+from dsrpipe.training.mtf_views import series_to_views, view_spec
+from dsrpipe.training.run import train_file
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# a few seconds: 4 epochs x 5 batches of 4 windows of 20 steps
+FAST = dict(method="mtf", model="shPLRNN", latent_dim=5, mtf_forcing_dim=3, hidden_dim=8, readout="affine",
+            epochs=4, batches_per_epoch=5, batch_size=4, seq_len=20, lr=3e-3, alpha=0.2, log_every=100)
+EVAL = EvaluateConfig(lyapunov_steps=500, lyapunov_transient=50, fixed_point_inits=10, max_cycle_order=1,
+                      basin_grid=0, pe_steps=5, pe_curve_steps=5, lyapunov_trace=10)
+CATEGORIES = ["a", "b", "c", "d"]
+
+
+def raw_series(T=1300, modality="timeseries", dt=0.05, onehot=False, missing_label=False):
+    v = multimodal_lorenz63(T, dt=0.05, n_neurons=4, seed=3)  # the orbit's dt; the file's dt below
+    labels = v["labels"].astype(int)
+    if missing_label:
+        labels[::7] = -1
+    if onehot:
+        lab = np.stack([(labels == k).astype(float) for k in range(4)], axis=1)
+        lab_names = [f"label_{c}" for c in CATEGORIES]
+        categorical = {"label": {"columns": lab_names, "encoding": "onehot", "categories": CATEGORIES}}
+    else:
+        lab, lab_names = labels[:, None].astype(float), ["label_state"]
+        categorical = {"state": {"columns": lab_names, "encoding": "code", "categories": CATEGORIES}}
+    cue = (np.sin(np.arange(T) / 15) > 0).astype(float)[:, None]
+    data = np.column_stack([v["gaussian"], v["counts"], lab, cue])
+    channels = ["x", "y", "z", *[f"n{i}" for i in range(4)], *lab_names, "input_cue"]
+    types = ["continuous"] * 3 + ["count"] * 4 + ["label"] * len(lab_names) + ["input"]
+    return TimeSeries(data, channels, dt=dt, subject="01", modality=modality, meta={"categorical": categorical},
+                      channel_types=types), v
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mtf")
+    ts, truth = raw_series()
+    write_timeseries(ts, d / "raw.parquet")
+    prepare_file(d / "raw.parquet", d / "train.parquet", d / "test.parquet", subject="01", cfg=PrepareConfig())
+    return d, ts, truth
+
+
+@pytest.fixture(scope="module")
+def trained(prepared):
+    d, _, _ = prepared
+    cfg = from_mapping(TrainConfig, FAST, "train")
+    result = train_file(d / "train.parquet", d / "run", cfg)
+    return d, cfg, result
+
+
+def test_views_follow_the_channel_types(prepared):
+    d, raw, truth = prepared
+    train = load_series(d / "train.parquet", types=None)
+    spec = view_spec(train, readout="affine", source="train")
+    assert [(v["name"], v["kind"]) for v in spec["views"]] == [
+        ("continuous", "gaussian"), ("count", "poisson"), ("label_state", "categorical")]
+    assert spec["inputs"] == ["input_cue"]
+    assert spec["views"][2]["categories"] == [*CATEGORIES, "none"]
+    views, inputs = series_to_views(train, spec)
+    n = train.n_samples
+    # prepare z-scored the counts; the views get the raw counts back exactly
+    np.testing.assert_array_equal(views["count"].data, truth["counts"][:n])
+    np.testing.assert_array_equal(views["label_state"].data[:, 0], truth["labels"][:n])
+    np.testing.assert_array_equal(inputs[:, 0], raw.data[:n, -1])
+    assert views["continuous"].data.std(0) == pytest.approx(np.ones(3))  # standardised like GTF
+
+
+def test_onehot_labels_missing_samples_and_fmri_hrf():
+    ts, truth = raw_series(T=300, modality="fmri", dt=2.0, onehot=True, missing_label=True)
+    spec = view_spec(ts, hrf=True, source="raw")
+    kinds = {v["name"]: v["kind"] for v in spec["views"]}
+    assert kinds == {"continuous": "fmri", "count": "poisson", "label": "categorical"}
+    assert spec["views"][0]["options"] == {"tr": 2.0}
+    views, _ = series_to_views(ts, spec)
+    labels = views["label"].data[:, 0]
+    expected = np.where(np.arange(300) % 7 == 0, 4, truth["labels"])  # no label -> the last category, none
+    np.testing.assert_array_equal(labels, expected)
+    assert view_spec(ts, hrf=False)["views"][0]["kind"] == "gaussian"
+    ts.dt = None
+    with pytest.raises(DsrpipeError, match="TR.*fmri.tr"):
+        view_spec(ts, hrf=True, source="raw")
+
+
+def test_bad_inputs_give_clear_errors(prepared, tmp_path):
+    d, raw, _ = prepared
+    only_labels = TimeSeries(raw.data[:, 7:], raw.channels[7:], dt=0.05, meta=raw.meta,
+                             channel_types=raw.channel_types[7:])
+    with pytest.raises(DsrpipeError, match="needs at least one continuous or count channel"):
+        view_spec(only_labels, source="sub-01.parquet")
+    # counts that are not counts after undoing the standardisation
+    train = load_series(d / "train.parquet", types=None)
+    spec = view_spec(train, source="train")
+    train.data[:, 3] += 0.1
+    with pytest.raises(DsrpipeError, match="poisson view 'count'.*whole non-negative counts"):
+        series_to_views(train, spec, "train")
+    with pytest.raises(DsrpipeError, match="train.method must be gtf or mtf"):
+        from_mapping(TrainConfig, {"method": "mmtf"}, "train")
+    with pytest.raises(DsrpipeError, match="train.alpha_mode = 'adaptive' is not available with train.method mtf"):
+        from_mapping(TrainConfig, {"method": "mtf", "alpha_mode": "adaptive"}, "train")
+    with pytest.raises(DsrpipeError, match="identity decodes the 3 continuous channels"):
+        train_file(d / "train.parquet", tmp_path / "run", from_mapping(
+            TrainConfig, {**FAST, "readout": "identity", "mtf_forcing_dim": 2}, "train"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_mtf_run_is_saved_loadable_and_reproducible(trained, tmp_path):
+    d, cfg, result = trained
+    run = d / "run"
+    config = json.loads((run / "config.json").read_text())
+    assert config["method"] == "mtf" and config["train"]["method"] == "mtf"
+    assert config["mtf"]["forcing_dim"] == 3 and config["model"]["hyperparameters"]["M"] == 5
+    assert config["validation"]["d_stsp"] >= 0  # scored on the held-out tail for restart selection
+    model, _ = load_multimodal_run(run)
+    for (k, v), (k2, v2) in zip(model.state_dict().items(), result.model.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    latent, _ = load_run(run)  # the latent model alone, for Lyapunov and SCYFI
+    assert torch.equal(latent.state_dict()["A"], result.model.latent.state_dict()["A"])
+    with pytest.raises(DsrpipeError, match="MTF.*load_multimodal_run"):
+        load_reconstruction(run)
+    # same seed, same model (through the CLI); another seed, another model
+    assert main(["train", str(d / "train.parquet"), "--out", str(tmp_path / "again"),
+                 "--set", *[f"{k}={v}" for k, v in FAST.items()]]) == 0
+    again, _ = load_multimodal_run(tmp_path / "again")
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
+    other = train_file(d / "train.parquet", tmp_path / "other", from_mapping(TrainConfig, {**FAST, "seed": 1}, "train"))
+    assert not torch.equal(other.model.latent.W1, model.latent.W1)
+
+
+def test_mtf_evaluation_writes_view_metrics(trained, tmp_path):
+    d, cfg, _ = trained
+    test = load_series(d / "test.parquet", types=None)
+    train = load_series(d / "train.parquet")
+    out = tmp_path / "metrics.json"
+    metrics = evaluate_run(d / "run", test, EVAL, out, generated_out=tmp_path / "generated.parquet", train=train)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(metrics))
+    assert metrics["method"] == "mtf" and metrics["main_view"] == "continuous"
+    for key in ("d_stsp", "d_h", "pe_5", "max_lyapunov"):
+        assert np.isfinite(metrics[key]), key
+    assert len(metrics["pe_curve"]) == 5 and metrics["pe_curve"][-1] == metrics["pe_5"]
+    assert len(metrics["lyapunov_spectrum"]) == 5
+    label = metrics["cross_modal"]["label_state"]
+    labels = test.data[:, test.channels.index("label_state")].astype(int)
+    assert label["chance"] == pytest.approx(np.bincount(labels).max() / len(labels))
+    assert 0 <= label["accuracy"] <= 1 and 0 <= label["accuracy_generated"] <= 1
+    assert -1 <= metrics["cross_modal"]["count"]["rate_correlation"] <= 1
+    assert set(metrics["baselines"]) == {"mean", "var1"}
+    gen = load_series(tmp_path / "generated.parquet")
+    assert gen.channels == ["x", "y", "z", "n0", "n1", "n2", "n3"] and gen.n_samples == test.n_samples
+    # a test series without its label channels is a clear error
+    with pytest.raises(DsrpipeError, match="label_state.*missing"):
+        evaluate_run(d / "run", load_series(d / "test.parquet"), EVAL, tmp_path / "m2.json")
