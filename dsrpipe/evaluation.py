@@ -35,6 +35,7 @@ from dsrpipe.analysis import (
 from dsrpipe.analysis.baselines import BASELINES
 from dsrpipe.analysis.basins import BasinResult, basin_map, basins
 from dsrpipe.analysis.cycles import Cycle, exhaustive_cycles, scyfi, virtual_fixed_points
+from dsrpipe.analysis.divergence import DIVERGENCE_NORM, OrbitDivergedError, first_divergence
 from dsrpipe.analysis.fixed_points import MAX_EXHAUSTIVE_L, FixedPoint
 from dsrpipe.analysis.lyapunov import (
     LyapunovResult,
@@ -51,7 +52,7 @@ from dsrpipe.io.timeseries import TimeSeries, write_timeseries
 from dsrpipe.models import LatentModel
 from dsrpipe.paths import BASINS_FILE, CYCLES_FILE, LYAPUNOV_FILE
 from dsrpipe.models.readout import Readout, generate_observations
-from dsrpipe.training.checkpoint import is_multimodal_run, load_reconstruction
+from dsrpipe.training.checkpoint import load_reconstruction
 from dsrpipe.training.forcing import initial_state
 
 log = logging.getLogger(__name__)
@@ -88,15 +89,21 @@ def validation_metrics(model: LatentModel, x: np.ndarray, cfg: EvaluateConfig, r
                        inputs: np.ndarray | None = None) -> tuple[dict[str, Any], np.ndarray]:
     """D_stsp, D_H and PE(n) of ``model`` on the test series ``x`` (T, N), by the evaluation protocol.
 
-    Returns the metrics (plus ``generated_finite``) and the generated orbit (T, N).
-    A diverging orbit scores inf on D_stsp and D_H.
+    Returns the metrics (plus ``generated_finite``, ``diverged`` and ``diverged_at_step``)
+    and the generated orbit (T, N). An orbit that diverges (:func:`first_divergence`,
+    transient included; steps counted from ``x[0]`` = 0) scores inf on D_stsp and D_H:
+    its distribution and spectrum are infinitely far from the data's.
     """
     T = len(x)
     n_drop = int(round(0.25 * T))
-    gen = generate_orbit(model, x[0], T, n_drop, readout, _driving_inputs(inputs, n_drop))
+    orbit = generate_orbit(model, np.array(x[0]), n_drop + T, 0, readout, _driving_inputs(inputs, n_drop))
+    gen = orbit[n_drop:]
     finite = bool(np.isfinite(gen).all())
-    if not finite:
-        log.warning("the generated orbit of %s diverges (non-finite values)", model.name)
+    bad = first_divergence(orbit)  # row i is step i + 1 from x[0]
+    bad = None if bad is None else bad + 1
+    if bad is not None:
+        log.warning("the generated orbit of %s diverges at step %d of %d (a state of norm above %g or "
+                    "non-finite): D_stsp and D_H are inf", model.name, bad, n_drop + T, DIVERGENCE_NORM)
         d_stsp = d_h = math.inf
     else:
         if cfg.d_stsp_method == "gmm":
@@ -107,7 +114,7 @@ def validation_metrics(model: LatentModel, x: np.ndarray, cfg: EvaluateConfig, r
     pe = prediction_error(model, x, n=cfg.pe_steps, readout=readout, inputs=inputs)
     log.info("%s: D_stsp %.4g, D_H %.4g, PE(%d) %.4g", model.name, d_stsp, d_h, cfg.pe_steps, pe)
     return {"d_stsp": float(d_stsp), "d_h": float(d_h), f"pe_{cfg.pe_steps}": float(pe),
-            "generated_finite": finite}, gen
+            "generated_finite": finite, "diverged": bad is not None, "diverged_at_step": bad}, gen
 
 
 def compare_with_truth(truth: dict, spectrum: np.ndarray, fps: list, mean: np.ndarray, std: np.ndarray,
@@ -207,6 +214,19 @@ def evaluate(
         return _evaluate(model, test, cfg, dt=dt, truth=truth, train=train, readout=readout, inputs=inputs)
 
 
+def check_finite(ts: TimeSeries, what: str, source: str | os.PathLike | None = None) -> None:
+    """Raise a DsrpipeError naming the file (or subject), sample and channel when ``ts`` holds NaN/inf.
+
+    prepare rejects such values, so they mean a series that was edited or written by another tool."""
+    bad = ~np.isfinite(ts.data)
+    if bad.any():
+        t, c = np.argwhere(bad)[0]
+        where = str(source) if source is not None else f"the {what} series of subject {ts.subject}"
+        raise DsrpipeError(f"{where}: {int(bad.sum())} non-finite value(s) (NaN/inf), the first at sample {t}, "
+                           f"channel {ts.channels[c]!r}; the {what} series must be finite: rerun "
+                           "`dsrpipe prepare` on the recording (it rejects NaN/inf with the file named)")
+
+
 def _evaluate(model, test, cfg, *, dt, truth, train, readout=None, inputs=None) -> Evaluation:
     x = test.data
     T, N = x.shape
@@ -216,41 +236,65 @@ def _evaluate(model, test, cfg, *, dt, truth, train, readout=None, inputs=None) 
         raise DsrpipeError(f"the model's readout has {readout.n_obs} channels but the test data has {N}")
     if inputs is not None and len(inputs) != T:
         raise DsrpipeError(f"{len(inputs)} input samples for a test series of {T}")
+    check_finite(test, "test")
+    if train is not None:
+        check_finite(train, "training")
     dt = dt if dt is not None else test.dt
     model = model.double()
     validation, gen = validation_metrics(model, x, cfg, readout, inputs)
     finite = validation.pop("generated_finite")
+    divergence = {"bound": DIVERGENCE_NORM, "generation": validation.pop("diverged_at_step"),
+                  "lyapunov": None, "prediction": None}
+    validation.pop("diverged")
 
     z0 = _lift(readout, x[0], model.latent_dim)
-    lyap = lyapunov_analysis(model, z0, cfg.lyapunov_steps, n_transient=cfg.lyapunov_transient, dt=dt,
-                             n_trace=cfg.lyapunov_trace, keep_orbit=True)
-    spectrum = lyap.exponents
+    try:
+        lyap = lyapunov_analysis(model, z0, cfg.lyapunov_steps, n_transient=cfg.lyapunov_transient, dt=dt,
+                                 n_trace=cfg.lyapunov_trace, keep_orbit=True, bound=DIVERGENCE_NORM)
+    except OrbitDivergedError as exc:  # an unbounded orbit has no attractor and no spectrum
+        log.warning("the Lyapunov orbit of %s from the first test point diverges at step %d: spectrum, "
+                    "Kaplan-Yorke dimension and attractor class are not defined (NaN / 'diverged')",
+                    model.name, exc.step)
+        lyap, divergence["lyapunov"] = None, exc.step
+    spectrum = lyap.exponents if lyap is not None else np.full(model.latent_dim, math.nan)
     rng = np.random.default_rng(cfg.seed)
     inits = _lift(readout, x[rng.choice(T, size=min(T, 100), replace=False)], model.latent_dim).numpy()
     dynamics = analyse_dynamics(model, x, lyap, inits, cfg, dt, readout=readout, inputs=inputs)
     fps = dynamics.pop("fixed_points")
+    rms = np.sqrt(np.asarray(dynamics["metrics"]["pe_curve"], dtype=float))
+    if not (rms <= DIVERGENCE_NORM).all():  # n-step predictions from the test points leave the bound (or NaN)
+        divergence["prediction"] = int(np.flatnonzero(~(rms <= DIVERGENCE_NORM))[0]) + 1
+    stages = [k for k in ("generation", "lyapunov", "prediction") if divergence[k] is not None]
     log.info("Lyapunov spectrum %s (%s); %d fixed point(s)", np.round(spectrum, 4).tolist(),
              dynamics["metrics"]["attractor_class"], len(fps))
     metrics: dict[str, Any] = {
         **validation,
         "lyapunov_spectrum": [float(v) for v in spectrum],
         "max_lyapunov": float(spectrum[0]),
-        "kaplan_yorke_dimension": float(kaplan_yorke_dimension(spectrum)),
+        "kaplan_yorke_dimension": float(kaplan_yorke_dimension(spectrum)) if lyap is not None else math.nan,
         "lyapunov_units": "per time unit" if dt else "per step",
         "fixed_points": [fp.to_dict() for fp in fps],
         **dynamics["metrics"],
         "generated_finite": finite,
+        "diverged": bool(stages),
+        "diverged_stage": stages[0] if stages else None,
+        "diverged_at_step": divergence[stages[0]] if stages else None,
+        "divergence": divergence,
         "dt": dt,
         "n_test_samples": int(T),
         "evaluate_config": to_dict(cfg),
     }
+    if stages:
+        log.warning("%s diverges (%s): reported as diverged", model.name,
+                    ", ".join(f"{k} at step {divergence[k]}" for k in stages))
     if train is not None:
         metrics["baselines"] = {}
         for name, cls in BASELINES.items():
             baseline = cls.fit(train.data)
+            scores = validation_metrics(baseline, x, cfg)[0]
+            scores.pop("generated_finite")
             metrics["baselines"][name] = {
-                **validation_metrics(baseline, x, cfg)[0],
-                "pe_curve": prediction_error_curve(baseline, x, cfg.pe_curve_steps).tolist()}
+                **scores, "pe_curve": prediction_error_curve(baseline, x, cfg.pe_curve_steps).tolist()}
     if truth is not None:
         stdz = test.meta.get("standardisation", {})
         mean = np.asarray(stdz.get("mean", np.zeros(N)), dtype=float)
@@ -269,8 +313,10 @@ def analyse_dynamics(model: LatentModel, x: np.ndarray, lyap: LyapunovResult, in
     model : LatentModel (float64)
     x : ndarray, shape (T, N)
         Standardised test series.
-    lyap : LyapunovResult
-        With ``orbit`` (the states on the attractor).
+    lyap : LyapunovResult or None
+        With ``orbit`` (the states on the attractor); None when that orbit diverged:
+        the attractor class is then ``diverged`` and there is no symbolic dynamics
+        (``n_visited_regions`` None, no virtual fixed points).
     inits : ndarray, shape (K, M)
         Test points lifted to latent space, extra SCYFI initial states.
     cfg : EvaluateConfig
@@ -284,11 +330,15 @@ def analyse_dynamics(model: LatentModel, x: np.ndarray, lyap: LyapunovResult, in
         for metrics.json) and ``tables`` (DataFrames ``cycles``, ``basins``,
         ``lyapunov`` for the Parquet outputs).
     """
-    per_step = lyap.exponents * dt if dt else lyap.exponents
-    period = orbit_period(lyap.orbit[-min(len(lyap.orbit), 201):], max_period=100)
-    attractor = classify_attractor(per_step, rel_tol=cfg.classify_rel_tol, abs_tol=10.0 / cfg.lyapunov_steps,
-                                   period=period)
-    attractor["period"] = int(period or 0)
+    if lyap is None:  # the orbit from the data diverged: no attractor to classify or to code symbolically
+        attractor: dict[str, Any] = {"class": "diverged", "n_positive": None, "n_zero": None, "n_negative": None,
+                                     "tolerance": None, "period": 0}
+    else:
+        per_step = lyap.exponents * dt if dt else lyap.exponents
+        period = orbit_period(lyap.orbit[-min(len(lyap.orbit), 201):], max_period=100)
+        attractor = classify_attractor(per_step, rel_tol=cfg.classify_rel_tol, abs_tol=10.0 / cfg.lyapunov_steps,
+                                       period=period)
+        attractor["period"] = int(period or 0)
     metrics: dict[str, Any] = {"attractor_class": attractor["class"], "attractor": attractor}
     cycles: list[Cycle] = []
     if getattr(model, "piecewise_linear", False):
@@ -296,11 +346,12 @@ def analyse_dynamics(model: LatentModel, x: np.ndarray, lyap: LyapunovResult, in
         if cfg.fixed_point_method == "exhaustive":
             cycles = exhaustive_cycles(model, 1, max_codes=2**MAX_EXHAUSTIVE_L) + [c for c in cycles if c.order > 1]
         fps = [FixedPoint.from_cycle(c) for c in cycles if c.order == 1]
-        sym = symbolic_dynamics(model, lyap.orbit)
-        metrics["n_visited_regions"] = sym.n_regions
-        metrics["symbolic_dynamics"] = sym.to_dict()
+        sym = symbolic_dynamics(model, lyap.orbit) if lyap is not None else None
+        metrics["n_visited_regions"] = sym.n_regions if sym is not None else None
+        metrics["symbolic_dynamics"] = sym.to_dict() if sym is not None else None
         if cfg.virtual_fixed_points:
-            metrics["virtual_fixed_points"] = [c.to_dict() for c in virtual_fixed_points(model, sym.codes)]
+            metrics["virtual_fixed_points"] = ([c.to_dict() for c in virtual_fixed_points(model, sym.codes)]
+                                               if sym is not None else [])
     else:
         fps = fixed_points(model, method=cfg.fixed_point_method, n_inits=cfg.fixed_point_inits, seed=cfg.seed,
                            init_points=inits)
@@ -326,7 +377,7 @@ def analyse_dynamics(model: LatentModel, x: np.ndarray, lyap: LyapunovResult, in
         metrics["n_attractors"] = basin.n_attractors
     return {"fixed_points": fps, "metrics": metrics,
             "tables": {"cycles": cycles_table(fps, cycles, model.latent_dim), "basins": basins_table(basin),
-                       "lyapunov": lyapunov_table(lyap)}}
+                       "lyapunov": lyapunov_table(lyap, model.latent_dim)}}
 
 
 def cycles_table(fps: list[FixedPoint], cycles: list[Cycle], M: int) -> pd.DataFrame:
@@ -354,8 +405,14 @@ def basins_table(basin: BasinResult | None) -> pd.DataFrame:
     return table
 
 
-def lyapunov_table(lyap: LyapunovResult) -> pd.DataFrame:
-    """The convergence trace: ``step`` and ``lambda_1 .. lambda_M`` (running estimates, largest first)."""
+def lyapunov_table(lyap: LyapunovResult | None, M: int | None = None) -> pd.DataFrame:
+    """The convergence trace: ``step`` and ``lambda_1 .. lambda_M`` (running estimates, largest first);
+    no rows when ``lyap`` is None (a diverged orbit; ``M`` gives the columns)."""
+    if lyap is None:
+        if M is None:
+            raise DsrpipeError("lyapunov_table needs M without a Lyapunov result")
+        return pd.DataFrame({"step": pd.Series(dtype=np.int64),
+                             **{f"lambda_{i + 1}": pd.Series(dtype=float) for i in range(M)}})
     table = pd.DataFrame(lyap.trace, columns=[f"lambda_{i + 1}" for i in range(lyap.trace.shape[1])])
     table.insert(0, "step", lyap.trace_steps)
     return table
@@ -381,7 +438,7 @@ def read_truth(path: str | os.PathLike) -> dict:
 
 def evaluate_run(
     run_dir: str | os.PathLike,
-    test: TimeSeries,
+    test: TimeSeries | str | os.PathLike,
     cfg: EvaluateConfig,
     metrics_out: str | os.PathLike,
     *,
@@ -392,18 +449,24 @@ def evaluate_run(
     lyapunov_out: str | os.PathLike | None = None,
     dt: float | None = None,
     truth: dict | None = None,
-    train: TimeSeries | None = None,
+    train: TimeSeries | str | os.PathLike | None = None,
     inputs: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Evaluate the trained run in ``run_dir``; write metrics (JSON), orbit, fixed points, cycles, basins and the
     Lyapunov convergence trace (Parquet). Outputs not given go beside ``metrics_out`` under their
-    :mod:`dsrpipe.paths` names (cycles, basins, Lyapunov trace) or are skipped (orbit, fixed points)."""
-    if is_multimodal_run(run_dir):  # an MTF run: decoders per view, see dsrpipe.evaluation_mtf
-        from dsrpipe.evaluation_mtf import evaluate_mtf_run
+    :mod:`dsrpipe.paths` names (cycles, basins, Lyapunov trace) or are skipped (orbit, fixed points).
 
-        return evaluate_mtf_run(run_dir, test, cfg, metrics_out, generated_out=generated_out,
-                                fixed_points_out=fixed_points_out, cycles_out=cycles_out, basins_out=basins_out,
-                                lyapunov_out=lyapunov_out, dt=dt, truth=truth, train=train, inputs=inputs)
+    ``test`` and ``train`` may be series files (then an error about their content names the file).
+    A model whose orbits diverge is reported, not failed: see the ``diverged*`` and ``divergence``
+    entries of :func:`evaluate` (every output file is still written)."""
+    from dsrpipe.io.timeseries import read_timeseries
+
+    if not isinstance(test, TimeSeries):
+        source, test = test, read_timeseries(test)
+        check_finite(test, "test", source)
+    if train is not None and not isinstance(train, TimeSeries):
+        source, train = train, read_timeseries(train)
+        check_finite(train, "training", source)
     model, readout, run_cfg = load_reconstruction(run_dir)
     result = evaluate(model, test, cfg, dt=dt, truth=truth, train=train, readout=readout, inputs=inputs)
     metrics, gen, fps, tables = result.metrics, result.generated, result.fixed_points, result.tables

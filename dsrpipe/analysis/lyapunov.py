@@ -18,6 +18,7 @@ import contextlib
 import copy
 import functools
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from dsrpipe import DsrpipeError
+from dsrpipe.analysis.divergence import OrbitDivergedError, first_divergence
 from dsrpipe.models.kernels import has_orbit_kernel, orbit
 
 logger = logging.getLogger(__name__)
@@ -103,12 +105,15 @@ def model_device(model) -> torch.device:
     return torch.device("cpu")
 
 
-def _torch_orbit(model, z, n_steps, n_transient):
+def _torch_orbit(model, z, n_steps, n_transient, bound=None):
     M = z.shape[0]
     traj = torch.empty((n_steps, M), dtype=torch.float64, device=z.device)
+    limit = math.inf if bound is None else bound
     with torch.inference_mode():  # cheaper than no_grad for small per-step ops
-        for _ in range(n_transient):
+        for t in range(n_transient):
             z = model.step(z)
+            if not (bool(torch.isfinite(z).all()) and float(torch.linalg.vector_norm(z)) <= limit):
+                raise _diverged(t + 1, bound)
         # states go to a short list, stacked every CHUNK (cheaper than row writes)
         states = [z]
         filled = 0
@@ -122,6 +127,12 @@ def _torch_orbit(model, z, n_steps, n_transient):
         if states:
             traj[filled:] = torch.stack(states)
     return traj
+
+
+def _diverged(step: int, bound: float | None) -> OrbitDivergedError:
+    return OrbitDivergedError(f"the orbit diverged at step {step} (a non-finite state"
+                              + ("" if bound is None else f" or one of norm above {bound:g}")
+                              + "); no Lyapunov spectrum", step)
 
 
 @dataclass(eq=False)
@@ -163,6 +174,7 @@ def lyapunov_analysis(
     qr_every: int = 1,
     n_trace: int = 100,
     keep_orbit: bool = False,
+    bound: float | None = None,
 ) -> LyapunovResult:
     """Lyapunov spectrum of the map ``model.step`` along the orbit from ``z0``, with a convergence trace.
 
@@ -196,6 +208,10 @@ def lyapunov_analysis(
         ``n_steps``; each costs one extra call of the compiled loop).
     keep_orbit : bool
         Return the (n_steps, M) orbit too (e.g. for symbolic dynamics).
+    bound : float, optional
+        An orbit with a state of norm above ``bound`` (transient included)
+        counts as diverged (e.g. :data:`~dsrpipe.analysis.divergence.DIVERGENCE_NORM`);
+        default: only non-finite states do.
 
     Returns
     -------
@@ -203,8 +219,12 @@ def lyapunov_analysis(
 
     Raises
     ------
+    OrbitDivergedError
+        A :class:`DsrpipeError` with the index ``step`` (from ``z0`` = 0) of the
+        first diverged state, when the orbit leaves the finite numbers or ``bound``:
+        an unbounded orbit has no Lyapunov spectrum.
     DsrpipeError
-        For bad arguments, or an orbit that leaves the finite numbers.
+        For bad arguments.
     """
     if n_steps < 1 or n_transient < 0 or qr_every < 1 or n_trace < 1:
         raise DsrpipeError("need n_steps >= 1, n_transient >= 0, qr_every >= 1 and n_trace >= 1")
@@ -216,15 +236,23 @@ def lyapunov_analysis(
         raise DsrpipeError(f"z0 must have shape (M,), got {tuple(z.shape)}")
     M = z.shape[0]
 
+    if not bool(torch.isfinite(z).all()):
+        raise DsrpipeError(f"z0 must be finite, got {z.tolist()}")
+    limit = math.inf if bound is None else float(bound)
+
     t_start = time.perf_counter()
     if has_orbit_kernel(model):  # compiled orbit of the model's map (tested against its step)
         z = z.cpu()
-        traj = torch.cat([z[None], orbit(model, z, n_transient + n_steps - 1)])[n_transient:]
+        full = torch.cat([z[None], orbit(model, z, n_transient + n_steps - 1)])
+        bad = first_divergence(full.numpy(), limit)
+        traj = full[n_transient:]
     else:
         with single_threaded():
-            traj = _torch_orbit(model, z, n_steps, n_transient)
-    if not torch.isfinite(traj).all():
-        raise DsrpipeError("the orbit diverged (non-finite states); no Lyapunov spectrum")
+            traj = _torch_orbit(model, z, n_steps, n_transient, bound)
+        bad = first_divergence(traj.cpu().numpy(), limit)
+        bad = None if bad is None else n_transient + bad
+    if bad is not None:
+        raise _diverged(bad, bound)
     t_orbit = time.perf_counter()
 
     kernel = _qr_kernel()

@@ -5,14 +5,13 @@ from pathlib import Path
 from dsrpipe.cli import logged
 from dsrpipe.config import EvaluateConfig, from_mapping
 from dsrpipe.evaluation import evaluate_run, read_inputs, read_truth
-from dsrpipe.io import read_timeseries
 
 with logged(snakemake.log[0]):
     cfg = from_mapping(EvaluateConfig, snakemake.params.evaluate, "evaluate")
     truth = read_truth(snakemake.input.truth[0]) if snakemake.input.truth else None
-    evaluate_run(Path(snakemake.input.config).parent, read_timeseries(snakemake.input.test), cfg,
+    evaluate_run(Path(snakemake.input.config).parent, snakemake.input.test, cfg,
                  snakemake.output.metrics, generated_out=snakemake.output.generated,
                  fixed_points_out=snakemake.output.fixed_points, cycles_out=snakemake.output.cycles,
                  basins_out=snakemake.output.basins, lyapunov_out=snakemake.output.lyapunov,
-                 dt=snakemake.params.dt, truth=truth, train=read_timeseries(snakemake.input.train),
+                 dt=snakemake.params.dt, truth=truth, train=snakemake.input.train,
                  inputs=read_inputs(snakemake.input.test))
