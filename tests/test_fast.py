@@ -16,12 +16,16 @@ from dsrpipe.training.fast import fast_path_available, loss_and_grads
 from dsrpipe.training.forcing import forced_loss, forcing_weights
 
 SIZES = {"hidden_dim": 12, "n_bases": 3, "n_relu": 2}
-#: (forcing weights, latent_dim, inputs K): GTF with M = N, STF, GTF with inputs and M > N
+#: (forcing weights, latent_dim, inputs K, readout): GTF with M = N, STF, GTF with inputs and
+#: M > N; the affine readout with M > N, M < N and M = N
 SETTINGS = {
-    "gtf": (forcing_weights("gtf", 20, 0.3), 3, 0),
-    "stf": (forcing_weights("stf", 20, tau=6), 3, 0),
-    "inputs-M>N": (forcing_weights("gtf", 20, 0.2), 5, 2),
-    "stf-inputs-M>N": (forcing_weights("stf", 20, tau=4), 6, 1),
+    "gtf": (forcing_weights("gtf", 20, 0.3), 3, 0, "identity"),
+    "stf": (forcing_weights("stf", 20, tau=6), 3, 0, "identity"),
+    "inputs-M>N": (forcing_weights("gtf", 20, 0.2), 5, 2, "identity"),
+    "stf-inputs-M>N": (forcing_weights("stf", 20, tau=4), 6, 1, "identity"),
+    "affine-inputs-M>N": (forcing_weights("gtf", 20, 0.3), 5, 2, "affine"),
+    "affine-stf-M<N": (forcing_weights("stf", 20, tau=6), 2, 0, "affine"),
+    "affine-inputs-M=N": (forcing_weights("gtf", 20, 0.2), 3, 1, "affine"),
 }
 
 
@@ -31,23 +35,24 @@ def lorenz():
     return (x - x.mean(0)) / x.std(0)
 
 
-def make(name, M, K, N=3):
+def make(name, M, K, N=3, readout="identity"):
     torch.manual_seed(1)
     model = build_model(name, M=M, K=K, **size_arguments(name, SIZES)).double()
-    readout = Readout("identity", N, M).double()
+    readout = Readout(readout, N, M).double()
     with torch.no_grad():  # off the initial zeros, so every term of the gradient is exercised
         for p in model.parameters():
             if p.ndim == 1 and p.shape[0] == M and not torch.equal(p, model.A):
                 p.normal_(std=0.3)
-        readout.init_map.normal_(std=0.5)
+        if readout.kind == "identity":
+            readout.init_map.normal_(std=0.5)  # (the affine B starts random and full-rank)
     return model, readout
 
 
 @pytest.mark.parametrize("setting", sorted(SETTINGS))
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_fast_loss_and_gradients_match_autograd(name, setting):
-    weights, M, K = SETTINGS[setting]
-    model, readout = make(name, M, K)
+    weights, M, K, kind = SETTINGS[setting]
+    model, readout = make(name, M, K, readout=kind)
     gen = torch.Generator().manual_seed(2)
     batch = torch.randn(4, 21, 3, dtype=torch.float64, generator=gen)
     inputs = torch.randn(4, 21, K, dtype=torch.float64, generator=gen) if K else None
@@ -56,7 +61,7 @@ def test_fast_loss_and_gradients_match_autograd(name, setting):
     fast_loss, grads = loss_and_grads(model, readout, batch, weights, inputs)
     assert fast_loss == pytest.approx(float(loss.detach()), rel=1e-12)
     reference = dict(model.named_parameters())
-    reference["readout.init_map"] = readout.init_map
+    reference.update({f"readout.{k}": p for k, p in readout.named_parameters()})
     assert set(grads) == set(reference)
     for k, p in reference.items():
         expected = p.grad.numpy() if p.grad is not None else np.zeros(tuple(p.shape))
@@ -69,6 +74,9 @@ TRAJECTORIES = {  # TrainConfig overrides, and whether to pass inputs
     "adaptive": ({"alpha_mode": "adaptive", "alpha_every": 3}, False),
     "stf-inputs-M>N": ({"forcing": "stf", "stf_tau": 5, "latent_dim": 5}, True),
     "regularised": ({"l2": 1e-2, "mar_fraction": 0.4, "mar_lambda": 0.5, "latent_dim": 4}, False),
+    "affine-inputs-M>N": ({"readout": "affine", "latent_dim": 4}, True),
+    "affine-adaptive-M<N": ({"readout": "affine", "latent_dim": 2, "alpha_mode": "adaptive", "alpha_every": 3},
+                            False),
 }
 
 
@@ -96,9 +104,9 @@ def test_parameter_trajectories_match(lorenz, name, setting):
 
 def test_fast_path_coverage():
     model, readout = make("PLRNN", 3, 0)
-    assert fast_path_available(model, readout, TrainConfig())[0]
-    assert fast_path_available(model, Readout("affine", 3, 3), TrainConfig()) == (
-        False, "the kernel covers the identity readout, not affine")
+    assert fast_path_available(model, readout, TrainConfig()) == (True, "")
+    assert fast_path_available(model, Readout("affine", 3, 3), TrainConfig()) == (True, "")
+    assert fast_path_available(model, readout, TrainConfig(method="mtf")) == (False, "no kernel for train.method mtf")
 
 
 @pytest.mark.parametrize("overrides", [{}, {"model": "ALRNN", "alpha_mode": "adaptive", "alpha_every": 4,

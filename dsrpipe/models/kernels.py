@@ -29,11 +29,11 @@ import torch
 from numba import njit
 
 #: parameter slots of the flat vector, in ``FlatLayout.offsets`` order
-SLOTS = ("A", "W", "W2T", "h", "h2", "alpha", "H", "C", "init_map")
-S_A, S_W, S_W2T, S_H, S_H2, S_ALPHA, S_THR, S_C, S_INIT = range(len(SLOTS))
-#: entries of ``FlatLayout.dims``
-DIMS = ("kind", "M", "N", "K", "L", "n_linear", "clipped")
-D_KIND, D_M, D_N, D_K, D_L, D_LIN, D_CLIP = range(len(DIMS))
+SLOTS = ("A", "W", "W2T", "h", "h2", "alpha", "H", "C", "init_map", "B")
+S_A, S_W, S_W2T, S_H, S_H2, S_ALPHA, S_THR, S_C, S_INIT, S_B = range(len(SLOTS))
+#: entries of ``FlatLayout.dims`` (``affine``: 1 for the affine readout ``x = B z``)
+DIMS = ("kind", "M", "N", "K", "L", "n_linear", "clipped", "affine")
+D_KIND, D_M, D_N, D_K, D_L, D_LIN, D_CLIP, D_AFF = range(len(DIMS))
 #: model families (``dims[D_KIND]``)
 SHALLOW, PL, DENDRITIC = 0, 1, 2
 
@@ -69,8 +69,9 @@ class FlatLayout:
     Parameters
     ----------
     model : LatentModel with a kernel family (:func:`model_family`)
-    readout : identity Readout, optional
-        Its ``init_map`` (M - N, N) joins the vector; N = M without a readout.
+    readout : Readout, optional
+        Its parameter joins the vector: the identity readout's ``init_map``
+        (M - N, N) or the affine readout's ``B`` (N, M); N = M without a readout.
 
     Attributes
     ----------
@@ -88,17 +89,18 @@ class FlatLayout:
         N = readout.n_obs if readout is not None else M
         L = {SHALLOW: getattr(model, "hidden_dim", 0), DENDRITIC: getattr(model, "n_bases", 0)}.get(kind, 0)
         n_linear = M - getattr(model, "n_relu", M) if kind == PL else 0
-        self.dims = np.array([kind, M, N, model.input_dim, L, n_linear, int(getattr(model, "clipped", False))],
-                             dtype=np.int64)
+        affine = readout is not None and readout.kind == "affine"
+        self.dims = np.array([kind, M, N, model.input_dim, L, n_linear, int(getattr(model, "clipped", False)),
+                              int(affine)], dtype=np.int64)
         self.cache_width = L if kind == SHALLOW else M
         names = {**_NAMES[kind], "C": S_C}
         self._entries = []  # (slot, module, name)
         for name, _ in model.named_parameters():
             self._entries.append((names[name], model, name))
         if readout is not None:
-            if readout.kind != "identity":
-                raise ValueError("the flat layout covers the identity readout only")
-            self._entries.append((S_INIT, readout, "init_map"))
+            if readout.kind not in ("identity", "affine"):
+                raise ValueError(f"the flat layout has no slot for the {readout.kind} readout")
+            self._entries.append((S_B, readout, "B") if affine else (S_INIT, readout, "init_map"))
         self.offsets = np.full(len(SLOTS), -1, dtype=np.int64)
         pos = 0
         for slot, module, name in self._entries:
@@ -132,7 +134,7 @@ class FlatLayout:
         out = {}
         for slot, module, name in self._entries:
             o = int(self.offsets[slot])
-            key = f"readout.{name}" if slot == S_INIT else name
+            key = f"readout.{name}" if slot in (S_INIT, S_B) else name
             out[key] = slice(o, o + getattr(module, name).numel())
         return out
 
@@ -156,10 +158,11 @@ def _view2(th, o, rows, cols):
 
 @njit(**JIT)
 def param_views(dims, off, th):
-    """Views of the flat vector ``th`` per slot: (A, W, W2T, h, h2, alpha, H, C, init_map).
+    """Views of the flat vector ``th`` per slot: (A, W, W2T, h, h2, alpha, H, C, init_map, B).
 
     Shapes: A, h (M,); W (M, L) for the shallow family (W1), else (M, M);
-    W2T (M, L); h2 (L,); alpha (B,); H (M, B); C (M, K); init_map (M - N, N).
+    W2T (M, L); h2 (L,); alpha (n_bases,); H (M, n_bases); C (M, K);
+    init_map (M - N, N) (identity readout); B (N, M) (affine readout).
     Slots a model lacks are empty. Kernels index these views, not ``th`` with
     offsets: contiguous views let LLVM vectorise the inner loops (~5x).
     """
@@ -171,7 +174,8 @@ def param_views(dims, off, th):
     width = L if kind == SHALLOW else M
     return (_view1(th, off[S_A], M), _view2(th, off[S_W], M, width), _view2(th, off[S_W2T], M, L),
             _view1(th, off[S_H], M), _view1(th, off[S_H2], L), _view1(th, off[S_ALPHA], B),
-            _view2(th, off[S_THR], M, B), _view2(th, off[S_C], M, dims[D_K]), _view2(th, off[S_INIT], M - N, N))
+            _view2(th, off[S_THR], M, B), _view2(th, off[S_C], M, dims[D_K]),
+            _view2(th, off[S_INIT], max(M - N, 0), N), _view2(th, off[S_B], N, M))
 
 
 @njit(inline="always", **JIT)

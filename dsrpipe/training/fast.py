@@ -4,7 +4,8 @@ The PyTorch path (:func:`dsrpipe.training.forcing.forced_loss` with autograd,
 ``clip_grad_norm_`` and ``torch.optim.RAdam``, all float64) is the reference. The
 kernel reproduces it for every piecewise-linear model of the registry (the
 families of :mod:`dsrpipe.models.kernels`), the identity readout with its
-learned initial map (M >= N), per-step forcing weights (GTF with fixed or
+learned initial map (M >= N) and the affine readout ``x = B z`` with its
+``pinv(B)`` teacher signals (the gradient through the pseudo-inverse included), per-step forcing weights (GTF with fixed or
 adaptive alpha, STF), external inputs ``C s_t`` and the L2 / manifold-attractor
 penalties of :mod:`dsrpipe.training.regularisation`. ``tests/test_fast.py``
 compares loss, gradients and parameter trajectories with the reference.
@@ -28,6 +29,10 @@ Rollout of a window x (S, T + 1, N) with weights a_t and inputs s (S, T + 1, K):
     z_0 = [x_0, init_map x_0]
     y_t = F(z~_{t-1}) + C s_t                  (t = 1..T; loss: mean (y_t[:N] - x_t)^2)
     z~_t = y_t + a_t (x_t - y_t)  on the first N units, y_t elsewhere
+
+and with the affine readout ``x = B z`` (B (N, M), P = pinv(B))::
+
+    z_0 = P x_0,   loss: mean (B y_t - x_t)^2,   z~_t = y_t + a_t (P x_t - y_t)  on all M units
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import numpy as np
 from numba import njit, prange
 
 from dsrpipe.models.kernels import (
+    D_AFF,
     D_CLIP,
     D_K,
     D_KIND,
@@ -220,6 +226,38 @@ def _regularisation_grad(dims, P, G, reg):
 
 
 @njit(**JIT)
+def _pinv_backward(B, P, GP, gB):
+    """``gB += dLoss/dB`` through ``P = pinv(B)`` given ``GP`` = dLoss/dP (M, N); B (N, M).
+
+    The derivative of the pseudo-inverse at constant rank (Golub and Pereyra 1973), the
+    formula of PyTorch's ``pinv_backward`` that the reference path differentiates with::
+
+        dB = -P^T GP P^T + (I - B P) GP^T P P^T + P^T P GP^T (I - P B)
+    """
+    N, M = B.shape
+    Bc = np.empty((N, M))  # C-contiguous copies: np.dot calls BLAS on those
+    Bc[:, :] = B
+    Pc = np.empty((M, N))
+    Pc[:, :] = P
+    PT = np.empty((N, M))
+    PT[:, :] = P.T
+    GPT = np.empty((N, M))
+    GPT[:, :] = GP.T
+    B, P = Bc, Pc
+    Q = -np.dot(B, P)  # I - B P
+    for n in range(N):
+        Q[n, n] += 1.0
+    R = -np.dot(P, B)  # I - P B
+    for j in range(M):
+        R[j, j] += 1.0
+    out = -np.dot(np.dot(PT, GP), PT) + np.dot(np.dot(Q, GPT), np.dot(P, PT)) \
+        + np.dot(np.dot(np.dot(PT, P), GPT), R)
+    for n in range(N):
+        for j in range(M):
+            gB[n, j] += out[n, j]
+
+
+@njit(**JIT)
 def loss_and_grad(dims, off, th, g, X, U, w, Z, GY, PRE, HID, GC):
     """Forced-rollout MSE of the batch ``X`` (S, T + 1, N) and its gradient, added to ``g``.
 
@@ -228,28 +266,49 @@ def loss_and_grad(dims, off, th, g, X, U, w, Z, GY, PRE, HID, GC):
     first (all S windows advance together): ``Z`` (T, S, M) receives the forced
     states z~_{t-1} each prediction started from; ``GY`` (T, S, M); ``PRE``,
     ``HID``, ``GC`` (T, S, cache_width).
+
+    Identity readout: the observations are the first N units, the teacher signal is
+    the data on them, z_0 = [x_0, init_map x_0]. Affine readout (``dims[D_AFF]``):
+    the observations are ``B y``, the teacher signal ``pinv(B) x`` on all M units and
+    z_0 = pinv(B) x_0; the gradient flows through ``pinv(B)`` as in the reference.
     """
     S, T1, N = X.shape
     T = T1 - 1
     M = dims[D_M]
     K = dims[D_K]
+    affine = dims[D_AFF] != 0
     P = param_views(dims, off, th)
     G = param_views(dims, off, g)
     C, init, ginit = P[7], P[8], G[8]
+    B, gB = P[9], G[9]
     scale = 1.0 / (S * T * N)
     z = np.empty((S, M))
     y = np.empty((S, M))
     gz = np.zeros((S, M))
     scratch = np.empty((S, M))
+    d = np.empty(N)
+    tx = np.empty(M)
     loss = 0.0
-    for s in range(S):
-        for i in range(N):
-            z[s, i] = X[s, 0, i]
-        for j in range(M - N):
-            acc = 0.0
-            for n in range(N):
-                acc += init[j, n] * X[s, 0, n]
-            z[s, N + j] = acc
+    if affine:
+        Pinv = np.ascontiguousarray(np.linalg.pinv(np.ascontiguousarray(B)))  # (M, N)
+        GP = np.zeros((M, N))
+        for s in range(S):
+            for j in range(M):
+                acc = 0.0
+                for n in range(N):
+                    acc += Pinv[j, n] * X[s, 0, n]
+                z[s, j] = acc
+    else:
+        Pinv = np.empty((0, 0))
+        GP = np.empty((0, 0))
+        for s in range(S):
+            for i in range(N):
+                z[s, i] = X[s, 0, i]
+            for j in range(M - N):
+                acc = 0.0
+                for n in range(N):
+                    acc += init[j, n] * X[s, 0, n]
+                z[s, N + j] = acc
     for t in range(T):
         Zt = Z[t]
         Zt[:, :] = z
@@ -261,27 +320,66 @@ def loss_and_grad(dims, off, th, g, X, U, w, Z, GY, PRE, HID, GC):
                 for k in range(K):
                     acc += C[i, k] * U[s, t + 1, k]
                 y[s, i] += acc
+            if affine:
+                for n in range(N):  # residual of the observation B y
+                    acc = 0.0
+                    for j in range(M):
+                        acc += B[n, j] * y[s, j]
+                    d[n] = acc - X[s, t + 1, n]
+                    loss += d[n] * d[n]
+                for j in range(M):  # GY <- B^T d; gB += 2 scale d y^T
+                    GY[t, s, j] = 0.0
+                for n in range(N):
+                    c2 = 2.0 * scale * d[n]
+                    for j in range(M):
+                        GY[t, s, j] += B[n, j] * d[n]
+                        gB[n, j] += c2 * y[s, j]
+                if a != 0.0:
+                    for j in range(M):
+                        acc = 0.0
+                        for n in range(N):
+                            acc += Pinv[j, n] * X[s, t + 1, n]
+                        tx[j] = acc
+                        z[s, j] = y[s, j] + a * (tx[j] - y[s, j])
+                else:
+                    for j in range(M):
+                        z[s, j] = y[s, j]
+                continue
             for i in range(N):
                 x = X[s, t + 1, i]
-                d = y[s, i] - x
-                loss += d * d
-                GY[t, s, i] = d
+                di = y[s, i] - x
+                loss += di * di
+                GY[t, s, i] = di
                 z[s, i] = y[s, i] + a * (x - y[s, i]) if a != 0.0 else y[s, i]
             for i in range(N, M):
                 z[s, i] = y[s, i]
+    n_obs = M if affine else N  # units whose GY holds an observation residual
     for t in range(T - 1, -1, -1):
         a = w[t]
         GYt = GY[t]
+        if affine and a != 0.0:  # dLoss/d teacher = a gz, teacher = pinv(B) x_{t+1}
+            for s in range(S):
+                for j in range(M):
+                    c = a * gz[s, j]
+                    for n in range(N):
+                        GP[j, n] += c * X[s, t + 1, n]
         for s in range(S):
-            for i in range(N):
+            for i in range(n_obs):
                 GYt[s, i] = gz[s, i] * (1.0 - a) + 2.0 * scale * GYt[s, i]
-            for i in range(N, M):
+            for i in range(n_obs, M):
                 GYt[s, i] = gz[s, i]
         _model_backward(dims, P, G, Z[t], PRE[t], GC[t], GYt, gz, scratch)
-    for s in range(S):  # z_0 = [x_0, init_map x_0]
-        for j in range(M - N):
-            for n in range(N):
-                ginit[j, n] += gz[s, N + j] * X[s, 0, n]
+    if affine:  # z_0 = pinv(B) x_0
+        for s in range(S):
+            for j in range(M):
+                for n in range(N):
+                    GP[j, n] += gz[s, j] * X[s, 0, n]
+        _pinv_backward(B, Pinv, GP, gB)
+    else:  # z_0 = [x_0, init_map x_0]
+        for s in range(S):
+            for j in range(M - N):
+                for n in range(N):
+                    ginit[j, n] += gz[s, N + j] * X[s, 0, n]
     Us = np.empty((T, S, K))
     for t in range(T):
         for s in range(S):
@@ -386,8 +484,8 @@ def regularisation_vector(model, cfg) -> np.ndarray:
 def loss_and_grads(model, readout, batch, weights, inputs=None) -> tuple[float, dict[str, np.ndarray]]:
     """The kernel's loss and gradients for one batch, by parameter name (tests, debugging).
 
-    Names are the model's parameter names and ``readout.init_map``; shapes are the
-    torch parameters' shapes.
+    Names are the model's parameter names and the readout's (``readout.init_map`` or
+    ``readout.B``); shapes are the torch parameters' shapes.
     """
     layout = FlatLayout(model, readout)
     X = np.ascontiguousarray(batch.numpy() if hasattr(batch, "numpy") else batch, dtype=np.float64)
@@ -398,7 +496,7 @@ def loss_and_grads(model, readout, batch, weights, inputs=None) -> tuple[float, 
     loss = loss_and_grad(layout.dims, layout.offsets, layout.pack(), g, X, _as_inputs(inputs, S, T1), w,
                          *ws.arrays())
     params = dict(model.named_parameters())
-    params["readout.init_map"] = readout.init_map
+    params.update({f"readout.{k}": v for k, v in readout.named_parameters()})
     out = {}
     for name, sl in layout.names().items():
         shape = tuple(params[name].shape)
@@ -411,13 +509,15 @@ def fast_path_available(model, readout, cfg) -> tuple[bool, str]:
     """Whether a fused kernel covers this model and training setting, and if not, why.
 
     Covered: every piecewise-linear model of the registry, the identity readout
-    (M >= N), GTF with fixed or adaptive alpha, STF, external inputs, L2 and
-    manifold-attractor regularisation. Not covered: the affine readout.
+    (M >= N) and the affine readout (any M), GTF with fixed or adaptive alpha, STF,
+    external inputs, L2 and manifold-attractor regularisation.
     """
     if model_family(model) is None:
         return False, f"no kernel for model {model.name}"
-    if readout.kind != "identity":
-        return False, f"the kernel covers the identity readout, not {readout.kind}"
+    if readout.kind not in ("identity", "affine"):
+        return False, f"the kernel covers the identity and affine readouts, not {readout.kind}"
+    if getattr(cfg, "method", "gtf") != "gtf":
+        return False, f"no kernel for train.method {cfg.method}"
     if cfg.forcing not in ("gtf", "stf"):
         return False, f"no kernel for forcing {cfg.forcing}"
     return True, ""
