@@ -28,6 +28,12 @@ SCALAR_METRICS = ("dt", "d_stsp", "d_h", "pe_20", "max_lyapunov", "kaplan_yorke_
 REQUIRED_KEYS = ID_COLUMNS + SCALAR_METRICS + ("lyapunov_spectrum", "fixed_points")
 DEFAULT_SUMMARY_METRICS = ("d_stsp", "d_h", "pe_20", "max_lyapunov", "kaplan_yorke_dimension",
                            "n_fixed_points", "max_lyapunov_error", "fixed_point_error_mean")
+#: the types :func:`dsrpipe.analysis.cycles.eigenvalue_type` gives a fixed point or cycle (kept here
+#: so that reading tables needs no torch; tests/test_group_table.py checks they agree)
+OBJECT_TYPES = ("stable_node", "stable_spiral", "unstable_node", "unstable_spiral", "saddle", "non_hyperbolic")
+#: per-run invariants beside the scalar metrics (see :func:`collect_metrics`)
+INVARIANT_COLUMNS = ("diverged", "diverged_stage", "diverged_at_step", "attractor_class", "attractor_period",
+                     "n_visited_regions", "n_attractors", "n_basin_inits_diverging")
 
 
 def _number(value: Any, key: str, path: Path) -> float:
@@ -57,6 +63,66 @@ def _read_json(path: Path) -> dict:
     return data
 
 
+def _type_counts(objects: list, prefix: str, key: str, path: Path) -> dict[str, float]:
+    """``<prefix><type>``: how many of ``objects`` (dicts with ``type``) are of each type of
+    :data:`OBJECT_TYPES`; NaN for all when some object has no type (metrics of an older dsrpipe)."""
+    if not all("type" in o for o in objects):
+        return {f"{prefix}{t}": math.nan for t in OBJECT_TYPES}
+    unknown = sorted({str(o["type"]) for o in objects} - set(OBJECT_TYPES))
+    if unknown:
+        raise DsrpipeError(f"{path}: {key!r} has unknown type(s) {unknown}; known: {list(OBJECT_TYPES)}")
+    return {f"{prefix}{t}": sum(o["type"] == t for o in objects) for t in OBJECT_TYPES}
+
+
+def _cycle_counts(data: dict, path: Path) -> dict[str, float]:
+    """``n_cycles_<k>`` and ``n_cycles_<k>_<type>`` for every order k >= 2 of ``n_cycles`` (SCYFI)."""
+    counts = data.get("n_cycles")
+    if counts is None:
+        return {}
+    if not isinstance(counts, dict):
+        raise DsrpipeError(f"{path}: 'n_cycles' must be an object (order -> count), got {counts!r}")
+    cycles = data.get("cycles") or []
+    if not isinstance(cycles, list) or not all(isinstance(c, dict) and "order" in c for c in cycles):
+        raise DsrpipeError(f"{path}: 'cycles' must be a list of objects with an 'order' key")
+    row: dict[str, float] = {}
+    for order in sorted((k for k in counts if str(k).isdigit() and int(k) > 1), key=int):
+        row[f"n_cycles_{order}"] = _number(counts[order], f"n_cycles.{order}", path)
+        of_order = [c for c in cycles if int(c["order"]) == int(order)]
+        row.update(_type_counts(of_order, f"n_cycles_{order}_", "cycles", path))
+    return row
+
+
+def _invariants(data: dict, path: Path) -> dict[str, Any]:
+    """Divergence flag, attractor class and the counts of :data:`INVARIANT_COLUMNS`.
+
+    ``diverged`` falls back to a non-finite generated orbit (``generated_finite: false``) for
+    metrics without the flag; a diverged run's attractor class is ``diverged``."""
+    diverged = data.get("diverged")
+    if diverged is None:
+        diverged = data.get("generated_finite") is False
+    if not isinstance(diverged, bool):
+        raise DsrpipeError(f"{path}: 'diverged' must be true or false, got {diverged!r}")
+    stage = data.get("diverged_stage")
+    attractor = data.get("attractor") or {}
+    if not isinstance(attractor, dict):
+        raise DsrpipeError(f"{path}: 'attractor' must be an object")
+    kind = data.get("attractor_class")
+    basins = data.get("basins") or {}
+    if not isinstance(basins, dict):
+        raise DsrpipeError(f"{path}: 'basins' must be an object")
+    return {
+        "diverged": diverged,
+        "diverged_stage": (str(stage) if stage is not None else ("generation" if diverged else None)),
+        "diverged_at_step": _number(data.get("diverged_at_step"), "diverged_at_step", path),
+        "attractor_class": "diverged" if diverged and kind in (None, "diverged") else (
+            str(kind) if kind is not None else None),
+        "attractor_period": _number(attractor.get("period"), "attractor.period", path),
+        "n_visited_regions": _number(data.get("n_visited_regions"), "n_visited_regions", path),
+        "n_attractors": _number(data.get("n_attractors", basins.get("n_attractors")), "n_attractors", path),
+        "n_basin_inits_diverging": _number(basins.get("n_diverging"), "basins.n_diverging", path),
+    }
+
+
 def _row(data: dict, path: Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
@@ -73,6 +139,9 @@ def _row(data: dict, path: Path) -> dict[str, Any]:
         raise DsrpipeError(f"{path}: 'fixed_points' must be a list of objects with a 'stable' key")
     row["n_fixed_points"] = len(fps)
     row["n_stable_fixed_points"] = sum(bool(fp["stable"]) for fp in fps)
+    row.update(_type_counts(fps, "n_fixed_points_", "fixed_points", path))
+    row.update(_cycle_counts(data, path))
+    row.update(_invariants(data, path))
     for i, v in enumerate(_numbers(data["lyapunov_spectrum"], "lyapunov_spectrum", path), 1):
         row[f"lyap_{i}"] = v
     for name, values in (data.get("baselines") or {}).items():  # mean / VAR(1) reference models
@@ -109,7 +178,10 @@ def _column_order(columns: Sequence[str]) -> list[str]:
         cols = [c for c in columns if c.startswith(prefix) and c[len(prefix):].isdigit()]
         return sorted(cols, key=lambda c: int(c[len(prefix):]))
 
-    head = list(ID_COLUMNS) + list(SCALAR_METRICS) + ["n_fixed_points", "n_stable_fixed_points"]
+    head = (list(ID_COLUMNS) + list(SCALAR_METRICS) + [c for c in INVARIANT_COLUMNS if c in columns]
+            + ["n_fixed_points", "n_stable_fixed_points"] + [f"n_fixed_points_{t}" for t in OBJECT_TYPES])
+    cycles = sorted((c for c in columns if c.startswith("n_cycles_") and c[9:].isdigit()), key=lambda c: int(c[9:]))
+    head += [c for k in cycles for c in [k] + [f"{k}_{t}" for t in OBJECT_TYPES]]
     truth = ["true_max_lyapunov", "true_kaplan_yorke_dimension"]
     comp = ["max_lyapunov_error", "fixed_point_error_mean", "n_fixed_points_missed",
             "n_fixed_points_true", "n_fixed_points_found"]
@@ -136,7 +208,19 @@ def collect_metrics(paths: Sequence[str | os.PathLike], labels: Sequence[str | N
         One row per run, sorted by subject, model, seed, with columns
         ``subject, model, seed``, the scalar metrics (``dt, d_stsp, d_h, pe_20,
         max_lyapunov, kaplan_yorke_dimension, n_params, train_time_s``; null
-        becomes NaN), ``n_fixed_points, n_stable_fixed_points``, the spectrum as
+        becomes NaN; D_stsp and D_H are inf for a diverged run), the invariants
+        ``diverged`` (bool: an orbit from the test data left the bounded states,
+        see :mod:`dsrpipe.analysis.divergence`), ``diverged_stage`` (``generation``,
+        ``lyapunov`` or ``prediction``: the first evaluation stage that saw it;
+        None), ``diverged_at_step``, ``attractor_class`` (``fixed_point``,
+        ``cycle``, ``quasi_periodic``, ``chaotic`` or ``diverged``),
+        ``attractor_period`` (steps, 0 when aperiodic), ``n_visited_regions``
+        (linear subregions on the attractor; NaN for smooth or diverged models),
+        ``n_attractors`` and ``n_basin_inits_diverging`` (basin analysis), then
+        ``n_fixed_points, n_stable_fixed_points``, ``n_fixed_points_<type>`` for
+        each type of :data:`OBJECT_TYPES` (NaN when the file records no types),
+        ``n_cycles_<k>`` and ``n_cycles_<k>_<type>`` for every cycle order k >= 2
+        the evaluation searched, the spectrum as
         ``lyap_1 .. lyap_M`` (NaN-padded when runs differ in M). Only when some
         run has a ``truth`` entry: ``true_max_lyapunov,
         true_kaplan_yorke_dimension, true_lyap_1 ..``; only when some run has
