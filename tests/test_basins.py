@@ -160,3 +160,16 @@ def test_symbolic_dynamics_counts_by_hand():
     assert sym.counts.tolist() == [3, 1, 1] and sym.sequence.tolist() == [0, 1, 0, 0, 2]
     with pytest.raises(DsrpipeError, match="piecewise linear"):
         symbolic_dynamics(HenonMap(), orbit)
+
+
+def test_slowly_growing_set_is_unbounded_not_an_error():
+    # z -> 1.2 z recorded for 2 steps only (norm ~1.4 < DIVERGENCE_NORM); its 5000-step spectrum overflows
+    model = build_model("PLRNN", M=2).double().requires_grad_(False)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.A.fill_(1.2)
+    result = basins(model, np.array([[1.0, 0.0]]), n_transient=0, n_record=2, lyapunov_steps=5000)
+    assert result.labels.tolist() == [0]
+    row = result.attractors.iloc[0]
+    assert row["class"] == "unbounded" and np.isnan(row["max_lyapunov"])

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from dsrpipe import DsrpipeError
+from dsrpipe.analysis.divergence import DIVERGENCE_NORM, OrbitDivergedError
 from dsrpipe.analysis.lyapunov import (
     classify_attractor,
     float64_model,
@@ -38,9 +39,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["BasinResult", "pca_plane", "plane_grid", "limit_sets", "cluster_limit_sets", "basins",
            "basin_map"]
-
-#: orbits whose state norm exceeds this count as diverging (label -1)
-DIVERGENCE_NORM = 1e6
 
 
 @dataclass(eq=False)
@@ -56,7 +54,7 @@ class BasinResult:
     attractors : DataFrame
         One row per attractor: ``label``, ``n_inits``, ``fraction`` (of all K),
         ``class`` (``fixed_point``, ``cycle``, ``quasi_periodic``, ``chaotic``,
-        ``unknown``: see :func:`basins`), ``period`` (steps; 0 when aperiodic),
+        ``unknown``, ``unbounded``: see :func:`basins`), ``period`` (steps; 0 when aperiodic),
         ``max_lyapunov`` (largest exponent per step; NaN when not computed), ``size`` (RMS distance of its points from their centroid) and the
         centroid ``c0 .. c{M-1}``.
     limit_sets : list of ndarray, shape (n_keep, M)
@@ -284,7 +282,10 @@ def basins(
     last recorded state (``chaotic``, ``cycle`` for a closed invariant
     curve such as a sampled limit cycle, ``quasi_periodic``). Spectra are
     computed for the ``max_typed`` largest basins only (the others:
-    ``unknown``); the exponents type attractors and do not split clusters.
+    ``unknown``; ``unbounded`` when the orbit of that spectrum diverges: a set
+    recorded while still growing slowly, below
+    :data:`~dsrpipe.analysis.divergence.DIVERGENCE_NORM`); the exponents type
+    attractors and do not split clusters. Orbits above that norm are diverging (label -1).
     A periodic limit set with a positive exponent is an unstable object
     reached on its stable manifold (e.g. a saddle from its separatrix).
 
@@ -329,7 +330,10 @@ def basins(
         period = periods[r]
         lam, kind = np.nan, "unknown"
         if lyapunov_steps and label in typed:
-            spectrum = lyapunov_spectrum(model, tails[r, -1], lyapunov_steps, n_transient=0)
+            try:
+                spectrum = lyapunov_spectrum(model, tails[r, -1], lyapunov_steps, n_transient=0)
+            except OrbitDivergedError:  # still growing when recorded (a short record): no limit set
+                spectrum, kind = np.full(samples.shape[-1], np.nan), "unbounded"
             lam = float(spectrum[0])
             if not period and np.all(np.isfinite(spectrum)):
                 kind = classify_attractor(spectrum, rel_tol=rel_tol, abs_tol=10.0 / lyapunov_steps)["class"]
