@@ -80,9 +80,11 @@ def cmd_evaluate(args) -> None:
     from dsrpipe.evaluation import evaluate_run, read_inputs, read_truth
     from dsrpipe.io.timeseries import load_series
     from dsrpipe.paths import FIXED_POINTS_FILE, GENERATED_FILE
+    from dsrpipe.training.checkpoint import is_multimodal_run
 
     cfg = load_section(EvaluateConfig, "evaluate", args.config, args.set)
-    test = load_series(args.test, dt=args.dt)
+    # an MTF run decodes every channel type of the test series; a GTF run the modelled ones
+    test = load_series(args.test, dt=args.dt, **({"types": None} if is_multimodal_run(args.run_dir) else {}))
     truth = read_truth(args.truth) if args.truth else None
     train = load_series(args.train) if args.train else None
     out = Path(args.out)

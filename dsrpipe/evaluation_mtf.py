@@ -286,16 +286,23 @@ def evaluate_mtf(model: MultimodalPLRNN, run_cfg: dict, test: TimeSeries, cfg: E
             "tables": dynamics["tables"]}
 
 
-def evaluate_mtf_run(run_dir: str | os.PathLike, test: TimeSeries, cfg: EvaluateConfig,
+def evaluate_mtf_run(run_dir: str | os.PathLike, test: TimeSeries | str | os.PathLike, cfg: EvaluateConfig,
                      metrics_out: str | os.PathLike, *, generated_out=None, fixed_points_out=None, cycles_out=None,
                      basins_out=None, lyapunov_out=None, dt: float | None = None, truth: dict | None = None,
-                     train: TimeSeries | None = None, inputs: np.ndarray | None = None) -> dict[str, Any]:
-    """:func:`dsrpipe.evaluation.evaluate_run` for an MTF run (same outputs; ``test`` must hold every
-    channel type of the training file: ``load_series(path, types=None)``). ``inputs`` is unused (the
-    test series carries them); ``truth`` is not compared for MTF runs (logged)."""
+                     train: TimeSeries | str | os.PathLike | None = None,
+                     inputs: np.ndarray | None = None) -> dict[str, Any]:
+    """:func:`dsrpipe.evaluation.evaluate_run` for an MTF run (same outputs). ``test`` is a series file
+    (read with every channel type) or a series holding every channel type of the training file
+    (``load_series(path, types=None)``); ``inputs`` is unused (the test series carries them);
+    ``truth`` is not compared for MTF runs (logged)."""
+    from dsrpipe.io.timeseries import load_series
     from dsrpipe.training.checkpoint import load_multimodal_run
 
     model, run_cfg = load_multimodal_run(run_dir)
+    if not isinstance(test, TimeSeries):
+        test = load_series(test, types=None)
+    if train is not None and not isinstance(train, TimeSeries):
+        train = load_series(train)
     if truth is not None:
         log.warning("%s: ground-truth comparison is not implemented for MTF runs; skipped", run_dir)
     with single_threaded():

@@ -1,6 +1,7 @@
 """train.method mtf from config to run directory to metrics: views from channel types, a loadable
 run, evaluation with label accuracy and count-rate correlation, errors and reproducibility."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -138,9 +139,10 @@ def test_mtf_run_is_saved_loadable_and_reproducible(trained, tmp_path):
     assert main(["train", str(d / "train.parquet"), "--out", str(tmp_path / "again"),
                  "--set", *[f"{k}={v}" for k, v in FAST.items()]]) == 0
     again, _ = load_multimodal_run(tmp_path / "again")
-    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
+    # equal up to rounding: within one process BLAS may round differently with the arrays' memory alignment
+    torch.testing.assert_close(again.state_dict(), model.state_dict(), rtol=1e-9, atol=1e-12)
     other = train_file(d / "train.parquet", tmp_path / "other", from_mapping(TrainConfig, {**FAST, "seed": 1}, "train"))
-    assert not torch.equal(other.model.latent.W1, model.latent.W1)
+    assert (other.model.latent.W1 - model.latent.W1).abs().max() > 1e-2
 
 
 def test_mtf_evaluation_writes_view_metrics(trained, tmp_path):
@@ -166,3 +168,12 @@ def test_mtf_evaluation_writes_view_metrics(trained, tmp_path):
     # a test series without its label channels is a clear error
     with pytest.raises(DsrpipeError, match="label_state.*missing"):
         evaluate_run(d / "run", load_series(d / "test.parquet"), EVAL, tmp_path / "m2.json")
+    # the CLI (and the workflow, which passes the file) read every channel type of an MTF run's test file
+    sets = [f"{k}={v}" for k, v in dataclasses.asdict(EVAL).items() if k in
+            ("lyapunov_steps", "lyapunov_transient", "fixed_point_inits", "max_cycle_order", "basin_grid",
+             "pe_steps", "pe_curve_steps", "lyapunov_trace")]
+    assert main(["evaluate", str(d / "run"), "--test", str(d / "test.parquet"), "--out",
+                 str(tmp_path / "cli" / "metrics.json"), "--set", *sets]) == 0
+    assert json.loads((tmp_path / "cli" / "metrics.json").read_text())["cross_modal"] == metrics["cross_modal"]
+    by_path = evaluate_run(d / "run", d / "test.parquet", EVAL, tmp_path / "m3.json")
+    assert by_path["d_stsp"] == metrics["d_stsp"]
