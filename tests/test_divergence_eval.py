@@ -163,3 +163,11 @@ def test_lyapunov_divergence_step_without_compiled_orbit(n_transient):
     with pytest.raises(OrbitDivergedError) as err:
         lyapunov_analysis(model, torch.tensor([1.0, 0.0]), 100, n_transient=n_transient, bound=DIVERGENCE_NORM)
     assert err.value.step == 20
+
+
+def test_diverged_model_through_the_other_config_branches(tmp_path):
+    opts = dict(fixed_point_method="exhaustive", virtual_fixed_points=True, basin_inits="data", max_cycle_order=3)
+    run, out, m = run_evaluation(tmp_path, scaling_model("shPLRNN", 1.5), **opts)
+    assert m["diverged"] and m["virtual_fixed_points"] == [] and m["n_cycles"] == {"1": 1, "2": 0, "3": 0}
+    assert m["basins"]["inits"] == "data" and m["basins"]["n_diverging"] == 25
+    assert list(pd.read_parquet(out["basins"]).columns) == ["z0", "z1", "label"]
