@@ -81,7 +81,7 @@ def _driving_inputs(inputs: np.ndarray | None, n_drop: int) -> np.ndarray | None
 
 def _lift(readout: Readout | None, x: np.ndarray, latent_dim: int) -> torch.Tensor:
     """Observations (K, N) as latent states (K, M) through the readout (zeros in the extra units without one)."""
-    xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    xt = torch.as_tensor(np.array(x, dtype=np.float64))  # a copy: series read from Parquet are read-only
     return initial_state(xt, latent_dim) if readout is None else readout.double().initial_state(xt).detach()
 
 
