@@ -72,3 +72,26 @@ def test_cycles_on_the_attractor():
         plot_cycles(orbit[:, :1], cycles, [True] * 3)
     with pytest.raises(DsrpipeError):
         plot_cycles(orbit, cycles, [True])
+
+
+def test_lyapunov_final_spectrum_panel():
+    steps = np.array([10, 100, 1000])
+    trace = np.array([[1.0, -1.0, -10.0], [0.95, -0.2, -14.0], [0.9, 0.0, -14.5]])
+    fig = plot_lyapunov_convergence(steps, trace, truth=[0.906, 0.0, -14.572], spectrum=[0.9, 0.01, -14.5])
+    assert len(fig.axes) == 3
+    final = fig.axes[2]
+    np.testing.assert_allclose([p.get_height() for p in final.patches], [0.9, 0.01, -14.5])
+    truth_line = [ln for ln in final.get_lines() if ln.get_label() == "true"][0]
+    np.testing.assert_allclose(truth_line.get_ydata(), [0.906, 0.0, -14.572])
+    assert final.get_title() == "final spectrum"
+    render(fig)
+
+
+def test_cycles_marks_true_fixed_points():
+    orbit = np.random.default_rng(0).standard_normal((50, 2))
+    fig = plot_cycles(orbit, [np.array([[0.0, 0.0]])], [True], truth=np.array([[1.0, 2.0], [3.0, 4.0]]))
+    ax = fig.axes[0]
+    crosses = [ln for ln in ax.get_lines() if ln.get_label() == "true fixed point"]
+    assert len(crosses) == 1
+    np.testing.assert_allclose(crosses[0].get_xydata(), [[1, 2], [3, 4]])
+    assert "true fixed point" in [t.get_text() for t in ax.get_legend().get_texts()]

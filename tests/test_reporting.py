@@ -218,7 +218,7 @@ def _decoded_images(doc):
 def _assert_self_contained(doc):
     assert doc.startswith("<!DOCTYPE html>") and doc.rstrip().endswith("</html>")
     assert re.findall(r'\bsrc="(?!data:)', doc) == []
-    assert "<link" not in doc and "<script" not in doc
+    assert "<link" not in doc and not re.search(r"<script[^>]*\bsrc", doc)  # inline scripts only
     assert not re.search(r'href="(?!#)', doc)
 
 
@@ -252,12 +252,14 @@ def test_build_group_report(tmp_path, monkeypatch, with_truth):
     # drawing is tested above; a stub PNG keeps this test fast
     png = figure_to_png_bytes(Figure(figsize=(1, 1)), dpi=10)
     monkeypatch.setattr("dsrpipe.reporting.report.figure_to_png_bytes", lambda *a: png)
+    monkeypatch.setattr("dsrpipe.reporting.run_figures.figure_to_png_bytes", lambda *a: png)
     ms = [_metrics("01", 0, truth=with_truth), _metrics("02", 3)]
     df = collect_metrics([_write(tmp_path, f"{i}.json", m) for i, m in enumerate(ms)])
     failed = ["03", "04"] if with_truth else []
     doc = build_group_report((_run(m) for m in ms), summarise(df), df, failed=failed, dpi=30)
     _assert_self_contained(doc)
-    n_figs = 1 + with_truth + 3 * len(ms)
+    # overview (+ truth comparison); per run training, time series, spectra (+ true fixed points on the attractor)
+    n_figs = 1 + with_truth + 3 * len(ms) + with_truth
     assert doc.count(IMG) == len(_decoded_images(doc)) == n_figs
     for title in ("Overview", "Group summary", "sub-01 model-shPLRNN seed-0",
                   "sub-02 model-shPLRNN seed-3", "Recovered fixed points (2)"):
@@ -267,3 +269,96 @@ def test_build_group_report(tmp_path, monkeypatch, with_truth):
     assert ("Failed: 2" in doc and 'class="warning"' in doc) == with_truth
     if with_truth:
         assert "03, 04" in doc and "0.906, 0, -14.6" in doc
+
+
+def test_plot_orbits_projects_many_channels_on_principal_axes():
+    rng = np.random.default_rng(0)
+    latent = rng.standard_normal((300, 2)) * [3.0, 1.0]
+    q, _ = np.linalg.qr(rng.standard_normal((5, 5)))
+    x = latent @ q[:2] + 0.01 * rng.standard_normal((300, 5))  # a plane in 5-D
+    fig = plot_orbits(x, x[::-1], channels=list("abcde"))
+    true_ax = fig.axes[0]
+    assert true_ax.get_xlabel() == "PC1" and "PCA" in true_ax.get_title()
+    xs, ys, zs = true_ax.get_lines()[0].get_data_3d()
+    # the first two PCs carry the plane: their variances are ~9 and ~1, the third ~0
+    assert np.var(xs) == pytest.approx(9, rel=0.2) and np.var(ys) == pytest.approx(1, rel=0.2)
+    assert np.var(zs) < 1e-3
+    assert fig.axes[2].get_ylabel() == "a"  # time courses keep the channel names
+
+
+def test_run_figures_from_run_files(tmp_path, monkeypatch):
+    from report_checks import write_synthetic_run
+
+    from dsrpipe.reporting import run_figures as module
+    from dsrpipe.reporting.figures import principal_axes
+    from dsrpipe.reporting.run_figures import FIGURES, load_run, read_run_pngs, run_figures, write_run_figures
+
+    metrics_path, test_path = write_synthetic_run(tmp_path, "01", 0)
+    run = load_run(metrics_path, test_path, "shPLRNN-1")
+    assert run["label"] == "shPLRNN-1" and run["channels"] == ["x", "y", "z"]
+    figs = run_figures(run)
+    assert tuple(figs) == FIGURES
+    assert len(figs["lyapunov"].axes) == 3 and len(figs["pe_curve"].axes[0].get_lines()) == 3
+    # fixed points and the 2-cycle, in the plane of the test data's first two principal axes
+    mean, axes = principal_axes(run["x_true"], 2)
+    cyc = figs["cycles"].axes[0]
+    points = [ln.get_xydata() for ln in cyc.get_lines() if ln.get_marker() == "o"]
+    np.testing.assert_allclose(points[0], (np.array([[1.3, 1.3, 0.9]]) - mean) @ axes.T)
+    assert len(points) == 3 and [t.get_text() for t in cyc.get_legend().get_texts()] == [
+        "fixed point (unstable)", "2-cycle (stable)", "true fixed point"]
+    image = figs["basins"].axes[0].get_images()[0].get_array()
+    assert image.shape == (5, 6) and (image[:, 3:] == 2).all() and (image[:, :3] == 1).all()
+
+    for fig in figs.values():  # drawing errors only show at render time
+        assert figure_to_png_bytes(fig, 30, 16).startswith(b"\x89PNG")
+
+    drawn = dict(figs)  # the folder writer, without drawing everything again
+    monkeypatch.setattr(module, "run_figures", lambda run: drawn)
+    (tmp_path / "figs").mkdir()
+    (tmp_path / "figs" / "stale.png").write_bytes(b"old")  # an existing folder is replaced whole
+    paths = write_run_figures(metrics_path, test_path, tmp_path / "figs", dpi=20)
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(p.name for p in paths) == sorted(
+        f"{n}.png" for n in FIGURES)
+    pngs = read_run_pngs(tmp_path / "figs")
+    assert tuple(pngs) == FIGURES and all(p.startswith(b"\x89PNG") for p in pngs.values())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".figs")]  # no temporary folder left
+    with pytest.raises(DsrpipeError, match="no run figures folder"):
+        read_run_pngs(tmp_path / "absent")
+
+    (metrics_path.parent / "basins.parquet").unlink()  # a run without a basin analysis: no basin figure
+    (metrics_path.parent / "training_log.parquet").unlink()
+    with pytest.raises(DsrpipeError, match="training_log.parquet"):
+        load_run(metrics_path, test_path)
+
+
+def test_observed_states_through_the_readout():
+    from dsrpipe.reporting.run_figures import observed_states
+
+    z = np.array([[1.0, 2.0, 3.0]])
+    np.testing.assert_allclose(observed_states(z, None, 2), [[1.0, 2.0]])
+    B = [[1.0, 0.0, 1.0], [0.0, 2.0, 0.0]]
+    affine = {"kind": "affine", "state": {"B": B}}
+    np.testing.assert_allclose(observed_states(z, affine, 2), [[4.0, 4.0]])
+    with pytest.raises(DsrpipeError, match="shape"):
+        observed_states(z, affine, 3)
+
+
+def test_runs_table_sorts_links_and_keeps_columns(tmp_path):
+    from dsrpipe.reporting.html import sortable_table_html
+    from dsrpipe.reporting.report import run_anchor, runs_table
+
+    df = collect_metrics([_write(tmp_path, f"{i}.json", _metrics(s, n)) for i, (s, n) in
+                          enumerate((("02", 1), ("01", 0)))])
+    df["attractor_class"] = ["chaotic", "cycle"]
+    table = runs_table(df)
+    assert list(table.columns[:3]) == ["subject", "model", "seed"] and "attractor_class" in table.columns
+    assert not [c for c in table.columns if re.fullmatch(r"(true_)?lyap_\d+", c)]
+    links = [run_anchor(s, m, n) for s, m, n in df[["subject", "model", "seed"]].itertuples(index=False)]
+    doc = sortable_table_html(table, links)
+    assert doc.count("<tr>") == 1 + len(df)
+    for link in links:
+        assert f'href="#{link}"' in doc
+    assert 'data-v="0.25"' in doc  # numeric cells carry their value for sorting
+    assert run_anchor("01", "shPLRNN 2", 0) == "run-sub-01_model-shPLRNN-2_seed-0"
+    with pytest.raises(DsrpipeError, match="links"):
+        sortable_table_html(table, links[:1])

@@ -117,7 +117,8 @@ def plot_pe_curve(pe: Sequence[float], baselines: Mapping[str, Sequence[float]] 
 
 
 def plot_lyapunov_convergence(steps: np.ndarray, trace: np.ndarray, units: str = "per step",
-                              truth: Sequence[float] | None = None) -> Figure:
+                              truth: Sequence[float] | None = None,
+                              spectrum: Sequence[float] | None = None) -> Figure:
     """Running Lyapunov exponent estimates against the number of steps.
 
     Parameters
@@ -129,18 +130,40 @@ def plot_lyapunov_convergence(steps: np.ndarray, trace: np.ndarray, units: str =
         Unit of the exponents (axis label).
     truth : sequence of float, optional
         Known exponents, drawn as dotted lines.
+    spectrum : sequence of float, optional
+        The final spectrum (largest first, e.g. ``metrics.json``'s
+        ``lyapunov_spectrum``), shown as a third panel: one bar per exponent,
+        the known exponents as black markers.
 
     Returns
     -------
     Figure
         The largest exponent on its own axis (it converges to a small
-        number next to large negative ones), all exponents on a second.
+        number next to large negative ones), all exponents on a second, and
+        with ``spectrum`` the final exponents on a third.
     """
     steps, trace = np.asarray(steps, float), np.atleast_2d(np.asarray(trace, float))
     if trace.shape[0] != steps.shape[0]:
         raise DsrpipeError(f"trace has {trace.shape[0]} rows but there are {steps.shape[0]} steps")
-    fig = Figure(figsize=(6.5, 2.6), layout="constrained")
-    top, all_ax = fig.subplots(1, 2)
+    fig = Figure(figsize=(6.5 if spectrum is None else 9.0, 2.6), layout="constrained")
+    if spectrum is None:
+        top, all_ax = fig.subplots(1, 2)
+    else:
+        top, all_ax, final = fig.subplots(1, 3, width_ratios=[1, 1, 0.8])
+        values = np.asarray(spectrum, float)
+        idx = np.arange(1, values.size + 1)
+        final.bar(idx, values, color=["tab:red" if v > 0 else "tab:blue" for v in values], width=0.6)
+        if truth is not None and len(truth):
+            t = np.asarray(truth, float)[: values.size]
+            final.plot(idx[: t.size], t, "k_", ms=14, mew=2, label="true")
+            final.legend(fontsize=7)
+        final.axhline(0, color="0.6", lw=0.5)
+        if values.size <= 8:
+            final.set_xticks(idx, [f"$\\lambda_{{{i}}}$" for i in idx])
+        else:
+            final.set_xlabel("exponent index")
+        final.set_title("final spectrum", fontsize=9)
+        final.set_ylabel(f"exponent ({units})")
     top.plot(steps, trace[:, 0], color="tab:red", lw=1)
     top.axhline(0, color="0.6", lw=0.5)
     top.set_title("largest exponent", fontsize=9)
@@ -164,7 +187,8 @@ def plot_lyapunov_convergence(steps: np.ndarray, trace: np.ndarray, units: str =
 
 
 def plot_cycles(orbit: np.ndarray, cycles: Sequence[np.ndarray], stable: Sequence[bool],
-                dims: tuple[int, int] = (0, 1), labels: Sequence[str] | None = None) -> Figure:
+                dims: tuple[int, int] = (0, 1), labels: Sequence[str] | None = None,
+                truth: np.ndarray | None = None) -> Figure:
     """Fixed points and k-cycles drawn on the model's attractor.
 
     Parameters
@@ -179,6 +203,8 @@ def plot_cycles(orbit: np.ndarray, cycles: Sequence[np.ndarray], stable: Sequenc
         Which two coordinates to plot.
     labels : sequence of str, optional
         Axis labels of the two coordinates.
+    truth : ndarray, shape (K, >= N), optional
+        Known fixed points in the same coordinates, drawn as black crosses.
 
     Returns
     -------
@@ -206,6 +232,10 @@ def plot_cycles(orbit: np.ndarray, cycles: Sequence[np.ndarray], stable: Sequenc
         ax.plot(s[:, i], s[:, j], "o", ms=6, color=color, mfc=color if is_stable else "white",
                 label=name if (key, k) not in seen else None)
         seen.add((key, k))
+    if truth is not None and len(truth):
+        t = np.atleast_2d(np.asarray(truth, float))
+        ax.plot(t[:, i], t[:, j], "x", ms=8, mew=1.5, color="k", label="true fixed point")
+        seen.add("truth")
     names = labels or [f"z{i + 1}", f"z{j + 1}"]
     ax.set_xlabel(names[0])
     ax.set_ylabel(names[1])

@@ -75,8 +75,9 @@ def plot_orbits(
     Returns
     -------
     Figure
-        Top row: two state-space panels (true, generated), 3-D for N >= 3, 2-D
-        for N == 2, the whole series against time for N == 1. Below:
+        Top row: two state-space panels (true, generated), 3-D for N >= 3 (for
+        N > 3 both orbits projected on the true series' first three principal
+        components), 2-D for N == 2, the whole series against time for N == 1. Below:
         ``min(N, max_channels)`` time-course panels overlaying true and
         generated over the first ``window`` samples. ``2 + min(N, max_channels)``
         axes in total.
@@ -86,18 +87,22 @@ def plot_orbits(
     k = min(n, max_channels)
     fig = Figure(figsize=(8, 3.2 + 1.3 * k), layout="constrained")
     grid = fig.add_gridspec(1 + k, 2, height_ratios=[3.2] + [1.3] * k)
+    space_names, pca = names, ""
+    if n > 3:  # state space: both orbits in the true series' first three principal components
+        mean, axes = principal_axes(xt, 3)
+        space_names, pca = ["PC1", "PC2", "PC3"], " (PCA of the true series)"
     for col, (x, style, label) in enumerate(
-        [(xt, TRUE_STYLE, "true"), (xg, GEN_STYLE, "generated" + flag)]
+        [(xt, TRUE_STYLE, "true" + pca), (xg, GEN_STYLE, "generated" + flag)]
     ):
         step = max(1, x.shape[0] // MAX_LINE_POINTS)
-        xs = x[::step]
+        xs = (x[::step] - mean) @ axes.T if pca else x[::step]
         style = {**style, "label": None}
         if n >= 3:
             ax = fig.add_subplot(grid[0, col], projection="3d")
             ax.plot(xs[:, 0], xs[:, 1], xs[:, 2], **style)
-            ax.set_xlabel(names[0])
-            ax.set_ylabel(names[1])
-            ax.set_zlabel(names[2])
+            ax.set_xlabel(space_names[0])
+            ax.set_ylabel(space_names[1])
+            ax.set_zlabel(space_names[2])
         elif n == 2:
             ax = fig.add_subplot(grid[0, col])
             ax.plot(xs[:, 0], xs[:, 1], **style)
@@ -125,6 +130,31 @@ def plot_orbits(
     if title:
         fig.suptitle(title)
     return fig
+
+
+def principal_axes(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and the first ``k`` principal axes of the finite rows of ``x``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, N)
+    k : int
+        Number of axes (at most N).
+
+    Returns
+    -------
+    mean : ndarray, shape (N,)
+    axes : ndarray, shape (min(k, N), N)
+        Orthonormal rows; signs fixed so that each axis sums to >= 0.
+    """
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x).all(axis=1)]
+    if len(x) < 2:
+        raise DsrpipeError(f"principal axes need at least two finite samples, got {len(x)}")
+    mean = x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+    axes = vt[: min(k, x.shape[1])]
+    return mean, axes * np.where(axes.sum(axis=1, keepdims=True) < 0, -1.0, 1.0)
 
 
 def _time(n: int, dt: float | None) -> np.ndarray:
@@ -371,6 +401,6 @@ from dsrpipe.reporting.analysis_figures import (  # noqa: E402
     plot_pe_curve,
 )
 
-__all__ = ["plot_orbits", "plot_power_spectra", "plot_loss_curve", "plot_metric_distributions",
+__all__ = ["plot_orbits", "principal_axes", "plot_power_spectra", "plot_loss_curve", "plot_metric_distributions",
            "plot_truth_comparison", "smoothed_power_spectrum", "plot_basins", "plot_cycles",
            "plot_lyapunov_convergence", "plot_pe_curve"]

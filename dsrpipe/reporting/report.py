@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -11,7 +12,8 @@ import pandas as pd
 
 from dsrpipe import DsrpipeError
 from dsrpipe.reporting import figures
-from dsrpipe.reporting.html import ReportSection, figure_to_png_bytes, render_report
+from dsrpipe.reporting.html import ReportSection, figure_to_png_bytes, render_report, sortable_table_html
+from dsrpipe.reporting.run_figures import run_pngs
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +22,35 @@ RUN_METRICS = ("d_stsp", "d_h", "pe_20", "max_lyapunov", "kaplan_yorke_dimension
                "train_time_s", "dt")
 MAX_FIXED_POINT_ROWS = 20
 COLORS = 32  # PNG palette size: dense orbit plots shrink ~4x
+RUN_TABLE_FIRST = ("subject", "model", "seed", "selected", "best_setting", "modality", "d_stsp", "d_h", "pe_20",
+                   "beats_baselines", "max_lyapunov", "kaplan_yorke_dimension", "attractor_class")
+SPECTRUM_COLUMN = re.compile(r"(true_)?lyap_\d+")
+
+
+def run_anchor(subject, label, seed) -> str:
+    """The HTML id of a run's section: ``run-sub-<id>_model-<label>_seed-<n>``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"run-sub-{subject}_model-{label}_seed-{seed}")
+
+
+def runs_table(group_df: pd.DataFrame) -> pd.DataFrame:
+    """The group table as the report shows it: one row per run, key columns first.
+
+    Every column of ``group_df`` is kept except the per-exponent spectrum
+    columns (``lyap_<i>``, ``true_lyap_<i>``: the run sections list spectra).
+    """
+    cols = [c for c in RUN_TABLE_FIRST if c in group_df.columns]
+    cols += [c for c in group_df.columns if c not in cols and not SPECTRUM_COLUMN.fullmatch(str(c))]
+    return group_df[cols].reset_index(drop=True)
+
+
+def _runs_section(group_df: pd.DataFrame) -> ReportSection:
+    table = runs_table(group_df)
+    links = None
+    if {"subject", "model", "seed"} <= set(group_df.columns):
+        links = [run_anchor(s, m, n) for s, m, n in group_df[["subject", "model", "seed"]].itertuples(index=False)]
+    text = (f"One row per run ({len(table)}): subject x setting x seed. Click a column header to sort "
+            "(again to reverse); the subject links to the run's section with its figures.")
+    return ReportSection("Runs", text, html=sortable_table_html(table, links), anchor="runs")
 
 
 def _vector(values: Sequence[float] | None, max_len: int = 8) -> str:
@@ -125,19 +156,19 @@ def _fixed_point_tables(m: dict[str, Any]) -> list:
     return tables
 
 
+def _cycle_counts(m: dict[str, Any]) -> str:
+    counts = m.get("n_cycles") or {}
+    return ", ".join(f"{'fixed points' if str(k) == '1' else f'{k}-cycles'}: {v}" for k, v in counts.items())
+
+
 def _run_section(run: dict[str, Any], index: int, dpi: int) -> ReportSection:
     missing = [k for k in RUN_KEYS if k not in run]
     if missing:
         raise DsrpipeError(f"run #{index} lacks {missing}")
     m = run["metrics"]
-    title = f"sub-{m.get('subject')} model-{m.get('model')} seed-{m.get('seed')}"
-    dt = m.get("dt")
-    figs = [
-        figures.plot_orbits(run["x_true"], run["x_gen"], run["channels"], dt=dt),
-        figures.plot_power_spectra(run["x_true"], run["x_gen"], run["channels"], dt=dt),
-        figures.plot_loss_curve(run["log"]),
-    ]
-    pngs = [figure_to_png_bytes(f, dpi, COLORS) for f in figs]
+    label = run.get("label") or m.get("model")
+    title = f"sub-{m.get('subject')} model-{label} seed-{m.get('seed')}"
+    pngs = list((run.get("pngs") or run_pngs(run, dpi, COLORS)).values())
     row = {k: m.get(k, np.nan) for k in RUN_METRICS}
     truth, comp = m.get("truth") or {}, m.get("truth_comparison") or {}
     if truth:
@@ -147,9 +178,13 @@ def _run_section(run: dict[str, Any], index: int, dpi: int) -> ReportSection:
     row = {k: np.nan if v is None else v for k, v in row.items()}
     metrics_table = pd.DataFrame([row])
     metrics_table.insert(5, "lyapunov spectrum", _vector(m.get("lyapunov_spectrum")))
+    dynamics = {"attractor": m.get("attractor_class"), "visited regions": m.get("n_visited_regions"),
+                "attractors in basin map": m.get("n_attractors"), "SCYFI objects": _cycle_counts(m)}
+    dynamics = pd.DataFrame([{k: v for k, v in dynamics.items() if v not in (None, "")}])
     text = f"Ground truth: {truth['description']}" if truth.get("description") else ""
-    tables = [("Metrics", metrics_table), *_fixed_point_tables(m)]
-    return ReportSection(title, text, pngs, tables)
+    tables = [("Metrics", metrics_table), *([("Dynamics", dynamics)] if dynamics.size else []),
+              *_fixed_point_tables(m)]
+    return ReportSection(title, text, pngs, tables, anchor=run_anchor(m.get("subject"), label, m.get("seed")))
 
 
 def build_group_report(
@@ -170,7 +205,11 @@ def build_group_report(
         One item per run with keys ``metrics`` (the run's ``metrics.json``
         content), ``x_true`` and ``x_gen`` (ndarray, T x N: held-out test series
         and generated orbit), ``log`` (training log DataFrame: epoch, loss,
-        alpha, lr, wall_time_s) and ``channels`` (N names). May be a generator:
+        alpha, lr, wall_time_s) and ``channels`` (N names); optionally ``label``
+        (the setting label, as in ``group_df["model"]``), the evaluation
+        tables (see :func:`dsrpipe.reporting.run_figures.load_run`) and
+        ``pngs`` (name -> PNG bytes already rendered, e.g. by the Snakemake
+        figure rule; otherwise the figures are drawn here). May be a generator:
         each run is rendered to PNG and released before the next is read.
     summary : DataFrame
         Output of :func:`dsrpipe.reporting.group.summarise`.
@@ -200,10 +239,11 @@ def build_group_report(
             "These did not produce results and are missing from every table and "
             "figure below:\n\n" + sep.join(map(str, failed)), warning=True))
     sections.append(_overview(summary, group_df, dpi))
+    sections.append(_runs_section(group_df))
     if quality:
         sections.append(_quality_section(quality))
     for i, run in enumerate(runs):
         sections.append(_run_section(run, i, dpi))
-    logger.info("group report: %d run sections, %d failed", len(sections) - 1 - bool(failed),
+    logger.info("group report: %d run sections, %d failed", len(sections) - 2 - bool(failed) - bool(quality),
                 len(failed))
     return render_report(sections, title, dpi=dpi)

@@ -12,8 +12,7 @@ import pandas as pd
 
 from dsrpipe import DsrpipeError
 from dsrpipe.io.atomic import atomic_path
-from dsrpipe.io.timeseries import read_timeseries
-from dsrpipe.paths import CONFIG_FILE, GENERATED_FILE, TRAIN_LOG_FILE
+from dsrpipe.paths import CONFIG_FILE
 from dsrpipe.reporting.group import add_restart_selection, collect_metrics, summarise, validation_score
 from dsrpipe.config import ReportConfig
 from dsrpipe.reporting.report import build_group_report
@@ -25,19 +24,17 @@ log = logging.getLogger(__name__)
 RUN_NAME = re.compile(r"model-(.+)_seed-(\d+)")
 
 
-def _runs(metrics_paths: Sequence[Path], test_paths: Sequence[Path]) -> Iterator[dict]:
-    import json
+def _runs(metrics_paths: Sequence[Path], test_paths: Sequence[Path], labels: Sequence[str | None],
+          figure_dirs: Sequence[Path] | None = None) -> Iterator[dict]:
+    """Each run's files (:func:`~dsrpipe.reporting.run_figures.load_run`), with its figures already
+    rendered when ``figure_dirs`` (one per run) holds them."""
+    from dsrpipe.reporting.run_figures import load_run, read_run_pngs
 
-    for metrics_path, test_path in zip(metrics_paths, test_paths):
-        run_dir = metrics_path.parent
-        test = read_timeseries(test_path)
-        yield {
-            "metrics": json.loads(metrics_path.read_text()),
-            "x_true": test.data,
-            "x_gen": read_timeseries(run_dir / GENERATED_FILE).data,
-            "log": pd.read_parquet(run_dir / TRAIN_LOG_FILE),
-            "channels": test.channels,
-        }
+    for i, (metrics_path, test_path) in enumerate(zip(metrics_paths, test_paths)):
+        run = load_run(metrics_path, test_path, labels[i])
+        if figure_dirs is not None:
+            run["pngs"] = read_run_pngs(figure_dirs[i])
+        yield run
 
 
 def _run_config(run_dir: Path) -> dict:
@@ -79,6 +76,7 @@ def run_group(
     settings: dict[str, dict] | None = None,
     report: ReportConfig | None = None,
     covariates: dict[str, dict] | None = None,
+    figure_dirs: Sequence[str | os.PathLike] | None = None,
 ) -> pd.DataFrame:
     """Aggregate runs into ``table_out`` (one row per run), ``summary_out`` (median, MAD per metric)
     and the self-contained HTML report ``report_out``.
@@ -89,6 +87,8 @@ def run_group(
     adds the values a hyperparameter grid varies as ``setting_<key>`` columns;
     ``covariates`` (subject -> {column: value}) joins subject covariates; ``report``
     chooses grouped summaries and a group comparison for the report's quality section.
+    ``figure_dirs`` (one per run, written by :func:`dsrpipe.reporting.run_figures.write_run_figures`)
+    supplies the run figures already drawn; without it they are drawn here.
     """
     metrics_paths = [Path(p) for p in metrics_paths]
     test_paths = [Path(p) for p in test_paths]
@@ -112,7 +112,10 @@ def run_group(
     table = flag_baselines(add_covariates(table, covariates or {}))
     summary = summarise(table)
     quality = quality_tables(table, report)
-    html = build_group_report(_runs(metrics_paths, test_paths), summary, table, failed=failed, quality=quality)
+    if figure_dirs is not None and len(figure_dirs) != len(metrics_paths):
+        raise DsrpipeError(f"{len(metrics_paths)} metrics files but {len(figure_dirs)} figure folders")
+    runs = _runs(metrics_paths, test_paths, labels, None if figure_dirs is None else [Path(p) for p in figure_dirs])
+    html = build_group_report(runs, summary, table, failed=failed, quality=quality)
     with atomic_path(table_out) as tmp:
         table.to_parquet(tmp, index=False)
     with atomic_path(summary_out) as tmp:
