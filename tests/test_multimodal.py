@@ -114,9 +114,11 @@ def test_same_seed_same_run_different_seed_different_run():
                     teacher_noise=0.05)
     a, b = train_multimodal(views, cfg), train_multimodal(views, cfg)
     c = train_multimodal(views, dataclasses.replace(cfg, seed=1))
-    np.testing.assert_array_equal(a.history["loss"], b.history["loss"])
-    for (k, p), (_, q) in zip(a.model.named_parameters(), b.model.named_parameters()):
-        assert torch.equal(p, q), k
+    # equal up to rounding: within one process BLAS may round differently with the arrays' memory
+    # alignment (differences of ~1e-16 measured)
+    np.testing.assert_allclose(a.history["loss"], b.history["loss"], rtol=1e-12)
+    torch.testing.assert_close(dict(a.model.named_parameters()), dict(b.model.named_parameters()),
+                               rtol=1e-9, atol=1e-12)
     assert not np.allclose(a.history["loss"], c.history["loss"])
 
 

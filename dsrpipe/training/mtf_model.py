@@ -181,7 +181,10 @@ class MultimodalPLRNN(nn.Module):
         """
         f = torch.cat([d.features(self.layout.get(x, name)) for name, d in self.decoders.items()], dim=-1)
         self.feature_mean.copy_(f.mean(0))
-        self.feature_sd.copy_(f.std(0).clamp_min(1e-6))
+        sd = f.std(0)
+        # a feature constant in training (e.g. a label class that never occurs) keeps unit scale, so an
+        # unseen value later gives a bounded feature instead of one divided by ~0
+        self.feature_sd.copy_(torch.where(sd > 1e-6, sd, torch.ones_like(sd)))
         for name, d in self.decoders.items():
             d.initialise(self.layout.get(x, name))
         f = self.features(x)

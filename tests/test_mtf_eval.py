@@ -1,0 +1,88 @@
+"""MTF evaluation pieces against hand-written loops: PE(n) of a Gaussian and of an HRF view,
+the masked encoder, the forced test trajectory, and constant training features."""
+
+import numpy as np
+import pytest
+import torch
+
+from dsrpipe.evaluation_mtf import _encode, _forced, _stack, prediction_error_curve_mtf
+from dsrpipe.models import build_model
+from dsrpipe.training.mtf_model import Layout, MultimodalPLRNN, View, as_view
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+T, K, M = 40, 2, 4
+
+
+def model_and_data(kind="gaussian", seed=0):
+    rng = np.random.default_rng(seed)
+    options = {"tr": 2.0} if kind == "fmri" else {"readout": "affine"}
+    views = {"x": as_view(View(rng.normal(size=(T, 3)), kind, options)),
+             "lab": as_view(View(rng.integers(0, 3, size=T).astype(float), "categorical"))}
+    inputs = rng.normal(size=(T, 1))
+    layout, stacked = Layout.stack(views, inputs)
+    torch.manual_seed(seed)
+    model = MultimodalPLRNN(build_model("shPLRNN", M=M, L=6, K=1), views, layout, K).double()
+    model.initialise(torch.tensor(stacked))
+    with torch.no_grad():  # away from the data-driven start, so every term matters
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, dtype=p.dtype))
+    return model, views, inputs
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "fmri"])
+def test_prediction_error_curve_by_hand(kind):
+    model, views, inputs = model_and_data(kind)
+    x = _stack(model, views, inputs)
+    target = views["x"].data
+    n_max = 4
+    curve = prediction_error_curve_mtf(model, {"name": "x", "kind": kind}, target, x, inputs, n_max)
+    enc = model.encode(x).detach()
+    s = torch.tensor(inputs)
+    decoder = model.decoders["x"]
+    expected = np.zeros(n_max)
+    with torch.no_grad():
+        for n in range(1, n_max + 1):
+            errors = []
+            for t in range(T - n):
+                z = torch.cat([enc[t], torch.zeros(M - K, dtype=torch.float64)])
+                path = []
+                for k in range(1, n + 1):
+                    z = model.latent.step(z, s[t + k])
+                    path.append(z[:K])
+                # an HRF view sees the encoder states up to t, then the predictions
+                seq = torch.cat([enc[: t + 1], torch.stack(path)])
+                pred = decoder.mean(seq)[-1] if kind == "fmri" else decoder.mean(path[-1])
+                errors.append(((pred - torch.tensor(target[t + n])) ** 2).numpy())
+            expected[n - 1] = np.mean(errors)
+    np.testing.assert_allclose(curve, expected, rtol=1e-10)
+
+
+def test_masked_encoder_ignores_the_view_and_forcing():
+    model, views, inputs = model_and_data()
+    x = _stack(model, views, inputs)
+    other = {**views, "lab": View((views["lab"].data + 1) % 3, "categorical", views["lab"].options)}
+    x2 = _stack(model, other, inputs)
+    with torch.no_grad():
+        torch.testing.assert_close(_encode(model, x, "lab"), _encode(model, x2, "lab"))
+        assert not torch.allclose(_encode(model, x), _encode(model, x2))
+        # alpha 1 every step: the forced units are the encoder states; the others follow the model
+        z = _forced(model, x, 1.0, 1, None)
+        enc = model.encode(x)
+        torch.testing.assert_close(z[:, :K], enc)
+        step = model.latent.step(z[2], torch.tensor(inputs[3]))
+        torch.testing.assert_close(z[3, K:], step[K:])
+
+
+def test_constant_training_feature_keeps_unit_scale():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, size=T).astype(float)  # class 2 ("none") never occurs in training
+    views = {"x": as_view(View(rng.normal(size=(T, 2)), "gaussian")),
+             "lab": as_view(View(labels, "categorical", {"n_categories": 3}))}
+    layout, stacked = Layout.stack(views, None)
+    model = MultimodalPLRNN(build_model("shPLRNN", M=3, L=4), views, layout, 2).double()
+    model.initialise(torch.tensor(stacked))
+    assert float(model.feature_sd[-1]) == 1.0  # the never-seen class column
+    x = torch.tensor(stacked)
+    x[0, layout.columns["lab"]] = 2.0
+    assert float(model.features(x)[0].abs().max()) < 10
