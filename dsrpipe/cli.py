@@ -62,6 +62,14 @@ def cmd_preprocess(args) -> None:
     print(f"{args.out}: {ts.modality}, {ts.n_samples} samples x {ts.n_channels} channels, dt {ts.dt} s")
 
 
+def cmd_merge(args) -> None:
+    from dsrpipe.preprocessing.merge import merge_files
+
+    ts = merge_files(args.inputs, args.out, subject=args.subject, modality=args.modality)
+    print(f"{args.out}: {ts.modality}, {ts.n_samples} samples x {ts.n_channels} channels "
+          f"({', '.join(sorted(set(ts.channel_types)))})")
+
+
 def cmd_train(args) -> None:
     from dsrpipe.config import TrainConfig, load_section
     from dsrpipe.training.run import train_file, train_file_many
@@ -109,6 +117,13 @@ def cmd_report(args) -> None:
     run_group(args.metrics, args.test, table_out=args.table, summary_out=args.summary, report_out=args.out)
 
 
+def cmd_figures(args) -> None:
+    from dsrpipe.reporting.run_figures import write_run_figures
+
+    for path in write_run_figures(args.metrics, args.test, args.out, label=args.label):
+        print(path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsrpipe", description=__doc__)
     parser.add_argument("--version", action="version", version=f"dsrpipe {__version__}")
@@ -148,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(dt, length) the labels and inputs are aligned to")
     p.set_defaults(func=cmd_preprocess)
 
+    p = sub.add_parser("merge", help="join a subject's preprocessed recordings on one grid into one typed series "
+                                     "(for train.method mtf)")
+    p.add_argument("inputs", nargs="+", help="dsrpipe Parquet series of equal length and sampling interval")
+    p.add_argument("--out", required=True, help="Parquet file to write")
+    p.add_argument("--subject", help="subject id (default: the first input's)")
+    p.add_argument("--modality", help="modality of the result (default: the first non-behaviour input's)")
+    p.set_defaults(func=cmd_merge)
+
     p = with_config(sub.add_parser("train", help="train a model on a (prepared) time series"))
     p.add_argument("data")
     p.add_argument("--out", required=True, help="run directory (with --seeds: a pattern containing {seed})")
@@ -179,6 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", required=True)
     p.add_argument("--out", required=True, help="report.html")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("figures", help="one run's report figures as PNGs (training, orbits, spectra, PE curve, "
+                                       "Lyapunov, cycles, basins)")
+    p.add_argument("metrics", help="the run's metrics.json (its other files are read from beside it)")
+    p.add_argument("--test", required=True, help="the test series the run was evaluated on")
+    p.add_argument("--out", required=True, help="folder to write <figure>.png into (replaced if it exists)")
+    p.add_argument("--label", help="setting label in the titles (default: the model name)")
+    p.set_defaults(func=cmd_figures)
     return parser
 
 

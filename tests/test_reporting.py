@@ -362,3 +362,17 @@ def test_runs_table_sorts_links_and_keeps_columns(tmp_path):
     assert run_anchor("01", "shPLRNN 2", 0) == "run-sub-01_model-shPLRNN-2_seed-0"
     with pytest.raises(DsrpipeError, match="links"):
         sortable_table_html(table, links[:1])
+
+
+def test_figures_command_writes_the_run_figures(tmp_path, monkeypatch, capsys):
+    from report_checks import write_synthetic_run
+
+    from dsrpipe.cli import main
+    from dsrpipe.reporting import run_figures as module
+
+    metrics_path, test_path = write_synthetic_run(tmp_path, "01", 0)
+    fig = Figure(figsize=(1, 1))
+    monkeypatch.setattr(module, "run_figures", lambda run: {"training": fig, "spectra": fig})  # drawing: above
+    assert main(["figures", str(metrics_path), "--test", str(test_path), "--out", str(tmp_path / "f")]) == 0
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["spectra.png", "training.png"]
+    assert "training.png" in capsys.readouterr().out
