@@ -59,7 +59,7 @@ def _behaviour(path: Path, *, subject: str, cfg: Any, reference: Path | None, **
 
 
 def _timeseries(path: Path, *, subject: str, dt: float | None, **_: Any) -> TimeSeries:
-    ts = load_series(path, dt=dt)
+    ts = load_series(path, dt=dt, types=None)  # a dsrpipe series keeps its labels and inputs
     ts.subject = subject
     ts.meta.setdefault("provenance", {}).update({"source": str(path), "sha256": _sha256(path)})
     return ts

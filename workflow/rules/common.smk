@@ -54,9 +54,14 @@ if not DEMO:
     if SUBJECTS["subject"].duplicated().any():
         repeated = sorted(set(SUBJECTS.loc[SUBJECTS["subject"].duplicated(), "subject"]))
         raise ValueError(
-            f"{config['subjects'] or config['bids']['root']}: several rows for subject(s) {', '.join(repeated)}. Multimodal subjects "
-            "(several recordings of one subject) come with multimodal training (MTF, issue 4); for now "
-            "give one row per subject."
+            f"{config['subjects'] or config['bids']['root']}: several rows for subject(s) {', '.join(repeated)}. "
+            "The workflow takes one recording per subject. For multimodal training (train.method: mtf) give "
+            "one table with every modality as typed channels: an fMRI ROI table with input_* and label_* "
+            "columns (fmri modality), or a dsrpipe Parquet series (timeseries modality) that you combine "
+            "beforehand, e.g. the BOLD file from `dsrpipe preprocess --modality fmri` plus a behaviour file "
+            "on its grid from `dsrpipe preprocess --modality behaviour --reference BOLD.parquet`, joined with "
+            "`dsrpipe merge BOLD.parquet BEHAVIOUR.parquet --out SUBJECT.parquet` (see README, "
+            "'Multimodal training')."
         )
     for row in SUBJECTS.itertuples():
         if row.modality != "timeseries" and row.dt is not None:
@@ -102,8 +107,10 @@ COMMON_CODE = package_code("__init__.py", "config.py", "paths.py", "cli.py", "io
 CODE = {
     "demo": COMMON_CODE + package_code("demo.py", "systems.py", "analysis/lyapunov.py"),
     "prepare": COMMON_CODE + package_code("preprocessing/__init__.py", "preprocessing/common.py"),
-    "train": COMMON_CODE + package_code("training", "models"),
-    "evaluate": COMMON_CODE + package_code("evaluation.py", "analysis", "models", "training/checkpoint.py"),
+    "train": COMMON_CODE + package_code("training", "models", "observation.py", "evaluation_mtf.py"),
+    "evaluate": COMMON_CODE + package_code("evaluation.py", "evaluation_mtf.py", "analysis", "models",
+                                           "observation.py", "training/checkpoint.py", "training/mtf_model.py",
+                                           "training/mtf_views.py"),
     "report": COMMON_CODE + package_code("reporting"),
 }
 
