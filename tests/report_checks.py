@@ -92,9 +92,10 @@ def write_synthetic_run(root: Path, subject: str, seed: int, *, T: int = 400, la
 def check_snakemake_report(workdir: Path, timeout: int = 300) -> Path:
     """Run ``snakemake --report report.zip`` in a finished workflow folder and check its contents.
 
-    Asserts that the command succeeds and that the zip holds, for every run
-    folder under ``results/``, each PNG in its ``figures/`` folder, and the
-    group ``report.html``. Returns the zip's path.
+    Asserts that the command succeeds, that the zip holds exactly the group
+    ``report.html`` and every PNG of every run's ``figures/`` folder under
+    ``results/`` (same bytes), and that each subject has its category and
+    each run its rendered caption. Returns the zip's path.
     """
     workdir = Path(workdir)
     out = workdir / "report.zip"
@@ -102,15 +103,23 @@ def check_snakemake_report(workdir: Path, timeout: int = 300) -> Path:
                            "--directory", str(workdir), "--report", str(out)],
                           capture_output=True, text=True, timeout=timeout, cwd=workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    names = zipfile.ZipFile(out).namelist()
+    archive = zipfile.ZipFile(out)
+    names = archive.namelist()
+    # Snakemake stores each registered file as report/data/raw/<hash>/<file name>: match by name and content
+    stored = {(Path(n).name, archive.read(n)) for n in names if n.startswith("report/data/raw/")}
     run_dirs = sorted(p for p in (workdir / "results").glob("sub-*/model-*_seed-*") if p.is_dir())
     assert run_dirs, f"no run folders under {workdir / 'results'}"
-    expected = ["report.html"]
+    expected = [workdir / "results" / "group" / "report.html"]
     for run in run_dirs:
         pngs = sorted((run / FIGURES_DIR).glob("*.png"))
         assert {p.stem for p in pngs} >= {"training", "timeseries", "spectra"}, f"{run}: figures {pngs}"
-        expected += [str(p.relative_to(workdir)) for p in pngs]
-    # Snakemake stores each result under report/data/results/<hash>/<path>
-    missing = [e for e in expected if not any(n.endswith("/" + e) for n in names)]
+        expected += pngs
+    missing = [str(p.relative_to(workdir)) for p in expected if (p.name, p.read_bytes()) not in stored]
     assert not missing, f"not in {out}: {missing}"
+    assert len(stored) == len(expected), f"{out}: {len(stored)} files registered, expected {len(expected)}"
+    page = archive.read("report/report.html").decode()
+    for run in run_dirs:  # one category per subject, captions rendered per run
+        subject = run.parent.name
+        assert f'"{subject}"' in page or subject in page, f"no category {subject} in the report"
+        assert f"Run {subject}," in page, f"no rendered caption for {run}"
     return out

@@ -64,7 +64,7 @@ def test_cycles_on_the_attractor():
     fig = plot_cycles(orbit, cycles, [False, True, False])
     ax = fig.axes[0]
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert labels == ["fixed point (unstable)", "2-cycle (stable)"]  # one legend entry per kind
+    assert labels == ["generated", "fixed point (unstable)", "2-cycle (stable)"]  # one legend entry per kind
     markers = [ln for ln in ax.get_lines() if ln.get_marker() == "o"]
     assert [m.get_markerfacecolor() for m in markers][0] == "white"
     render(fig)
@@ -89,8 +89,11 @@ def test_lyapunov_final_spectrum_panel():
 
 def test_cycles_marks_true_fixed_points():
     orbit = np.random.default_rng(0).standard_normal((50, 2))
-    fig = plot_cycles(orbit, [np.array([[0.0, 0.0]])], [True], truth=np.array([[1.0, 2.0], [3.0, 4.0]]))
+    fig = plot_cycles(orbit, [np.array([[0.0, 0.0]])], [True], truth=np.array([[1.0, 2.0], [3.0, 4.0]]),
+                      data=orbit[::-1] * 2)
     ax = fig.axes[0]
+    data = [ln for ln in ax.get_lines() if ln.get_label() == "data"][0]
+    np.testing.assert_allclose(data.get_xydata(), orbit[::-1] * 2)
     crosses = [ln for ln in ax.get_lines() if ln.get_label() == "true fixed point"]
     assert len(crosses) == 1
     np.testing.assert_allclose(crosses[0].get_xydata(), [[1, 2], [3, 4]])

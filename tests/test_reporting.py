@@ -305,7 +305,7 @@ def test_run_figures_from_run_files(tmp_path, monkeypatch):
     points = [ln.get_xydata() for ln in cyc.get_lines() if ln.get_marker() == "o"]
     np.testing.assert_allclose(points[0], (np.array([[1.3, 1.3, 0.9]]) - mean) @ axes.T)
     assert len(points) == 3 and [t.get_text() for t in cyc.get_legend().get_texts()] == [
-        "fixed point (unstable)", "2-cycle (stable)", "true fixed point"]
+        "data", "generated", "fixed point (unstable)", "2-cycle (stable)", "true fixed point"]
     image = figs["basins"].axes[0].get_images()[0].get_array()
     assert image.shape == (5, 6) and (image[:, 3:] == 2).all() and (image[:, :3] == 1).all()
 

@@ -188,7 +188,7 @@ def plot_lyapunov_convergence(steps: np.ndarray, trace: np.ndarray, units: str =
 
 def plot_cycles(orbit: np.ndarray, cycles: Sequence[np.ndarray], stable: Sequence[bool],
                 dims: tuple[int, int] = (0, 1), labels: Sequence[str] | None = None,
-                truth: np.ndarray | None = None) -> Figure:
+                truth: np.ndarray | None = None, data: np.ndarray | None = None) -> Figure:
     """Fixed points and k-cycles drawn on the model's attractor.
 
     Parameters
@@ -205,6 +205,9 @@ def plot_cycles(orbit: np.ndarray, cycles: Sequence[np.ndarray], stable: Sequenc
         Axis labels of the two coordinates.
     truth : ndarray, shape (K, >= N), optional
         Known fixed points in the same coordinates, drawn as black crosses.
+    data : ndarray, shape (T', >= N), optional
+        The observed series in the same coordinates, drawn faintly behind
+        (gives the scale when the model's orbit collapsed onto a point).
 
     Returns
     -------
@@ -218,8 +221,11 @@ def plot_cycles(orbit: np.ndarray, cycles: Sequence[np.ndarray], stable: Sequenc
     i, j = dims
     fig = Figure(figsize=(4.2, 3.6), layout="constrained")
     ax = fig.add_subplot()
-    ax.plot(orbit[:, i], orbit[:, j], color="0.6", lw=0.3)
-    seen = set()
+    if data is not None:
+        d = np.asarray(data, float)
+        ax.plot(d[:, i], d[:, j], color="tab:cyan", lw=0.3, alpha=0.5, label="data")
+    ax.plot(orbit[:, i], orbit[:, j], color="0.4", lw=0.3, label="generated")
+    seen = {"orbit"}
     for states, is_stable in zip(cycles, stable):
         s = np.atleast_2d(np.asarray(states, float))
         k = len(s)
@@ -239,7 +245,6 @@ def plot_cycles(orbit: np.ndarray, cycles: Sequence[np.ndarray], stable: Sequenc
     names = labels or [f"z{i + 1}", f"z{j + 1}"]
     ax.set_xlabel(names[0])
     ax.set_ylabel(names[1])
-    if seen:
-        ax.legend(fontsize=7)
+    ax.legend(fontsize=7)
     ax.set_title("fixed points and cycles", fontsize=9)
     return fig

@@ -140,6 +140,10 @@ def _cycle_objects(table: pd.DataFrame) -> tuple[list[np.ndarray], list[bool]]:
     return states, stable
 
 
+def _thin(x: np.ndarray) -> np.ndarray:
+    return x[:: len(x) // figures.MAX_LINE_POINTS + 1]
+
+
 def _cycles_figure(run: dict[str, Any]) -> Figure | None:
     table, m = run.get("cycles"), run["metrics"]
     truth = (m.get("truth") or {}).get("fixed_points") or []
@@ -155,14 +159,13 @@ def _cycles_figure(run: dict[str, Any]) -> Figure | None:
         mean, axes = figures.principal_axes(xt, 2)
         orbit, states = (orbit - mean) @ axes.T, [(s - mean) @ axes.T for s in states]
         truth = (truth - mean) @ axes.T if truth is not None else None
+        xt = (xt - mean) @ axes.T
         names = ["PC1", "PC2"]
     elif n == 2:
         names = list(run["channels"])
     else:
         return None  # a 1-D map: points on a line say nothing a table does not
-    if len(orbit) > figures.MAX_LINE_POINTS:
-        orbit = orbit[:: len(orbit) // figures.MAX_LINE_POINTS + 1]
-    return analysis_figures.plot_cycles(orbit, states, stable, labels=names, truth=truth)
+    return analysis_figures.plot_cycles(_thin(orbit), states, stable, labels=names, truth=truth, data=_thin(xt))
 
 
 def _basins_figure(run: dict[str, Any]) -> Figure | None:

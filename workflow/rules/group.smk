@@ -5,8 +5,43 @@ COVARIATES = {str(s): {**{c: SUBJECTS.loc[s, c] for c in COVARIATE_COLUMNS}, **P
 
 
 localrules:
+    report_figures,
     report_group,
     report_available,
+
+
+from dsrpipe.reporting.run_figures import FIGURES_DIR
+
+
+# One run's figures as PNGs (a few seconds of plotting: a local job, not worth a cluster submission).
+# The HTML report embeds them; `snakemake --report report.zip` shows them by subject and run.
+rule report_figures:
+    input:
+        metrics=RUN_FILE(paths.METRICS_FILE),
+        config=RUN_FILE(paths.CONFIG_FILE),
+        generated=RUN_FILE(paths.GENERATED_FILE),
+        train_log=RUN_FILE(paths.TRAIN_LOG_FILE),
+        cycles=RUN_FILE(paths.CYCLES_FILE),
+        basins=RUN_FILE(paths.BASINS_FILE),
+        lyapunov=RUN_FILE(paths.LYAPUNOV_FILE),
+        test=PREPARED_TEST,
+        code=CODE["report"],
+    output:
+        figures=report(
+            directory(RUN_FILE(FIGURES_DIR)),
+            patterns=["{figure}.png"],
+            caption="../report/run_figures.rst",
+            category="sub-{subject}",
+            subcategory="model-{model} seed-{seed}",
+            labels={"subject": "{subject}", "model": "{model}", "seed": "{seed}", "figure": "{figure}"},
+        ),
+    log:
+        "logs/sub-{subject}/model-{model}_seed-{seed}_figures.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/report_figures.py"
 
 
 rule report_group:
@@ -14,6 +49,7 @@ rule report_group:
         metrics=all_runs(paths.METRICS_FILE),
         generated=all_runs(paths.GENERATED_FILE),
         train_logs=all_runs(paths.TRAIN_LOG_FILE),
+        figures=all_runs(FIGURES_DIR),
         tests=all_tests(),
         code=CODE["report"],
     output:

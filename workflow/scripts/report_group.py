@@ -9,4 +9,5 @@ with logged(snakemake.log[0]):
               summary_out=snakemake.output.summary, report_out=snakemake.output.report,
               failed=snakemake.params.failed, settings=snakemake.params.settings,
               report=from_mapping(ReportConfig, snakemake.params.report, "report"),
-              covariates=snakemake.params.covariates)
+              covariates=snakemake.params.covariates,
+              figure_dirs=getattr(snakemake.input, "figures", None))  # report_available draws its own
