@@ -42,9 +42,10 @@ def raw_series(T=1300, modality="timeseries", dt=0.05, onehot=False, missing_lab
         lab, lab_names = labels[:, None].astype(float), ["label_state"]
         categorical = {"state": {"columns": lab_names, "encoding": "code", "categories": CATEGORIES}}
     cue = (np.sin(np.arange(T) / 15) > 0).astype(float)[:, None]
-    data = np.column_stack([v["gaussian"], v["counts"], lab, cue])
-    channels = ["x", "y", "z", *[f"n{i}" for i in range(4)], *lab_names, "input_cue"]
-    types = ["continuous"] * 3 + ["count"] * 4 + ["label"] * len(lab_names) + ["input"]
+    level = np.digitize(v["states"][:, 2], [-0.5, 0.5]).astype(float)[:, None]  # z low / middle / high
+    data = np.column_stack([v["gaussian"], v["counts"], lab, level, cue])
+    channels = ["x", "y", "z", *[f"n{i}" for i in range(4)], *lab_names, "ordinal_z", "input_cue"]
+    types = ["continuous"] * 3 + ["count"] * 4 + ["label"] * len(lab_names) + ["ordinal", "input"]
     return TimeSeries(data, channels, dt=dt, subject="01", modality=modality, meta={"categorical": categorical},
                       channel_types=types), v
 
@@ -71,7 +72,8 @@ def test_views_follow_the_channel_types(prepared):
     train = load_series(d / "train.parquet", types=None)
     spec = view_spec(train, readout="affine", source="train")
     assert [(v["name"], v["kind"]) for v in spec["views"]] == [
-        ("continuous", "gaussian"), ("count", "poisson"), ("label_state", "categorical")]
+        ("continuous", "gaussian"), ("count", "poisson"), ("label_state", "categorical"), ("ordinal", "ordinal")]
+    assert spec["views"][3]["options"] == {"n_levels": 3}
     assert spec["inputs"] == ["input_cue"]
     assert spec["views"][2]["categories"] == [*CATEGORIES, "none"]
     views, inputs = series_to_views(train, spec)
@@ -87,7 +89,7 @@ def test_onehot_labels_missing_samples_and_fmri_hrf():
     ts, truth = raw_series(T=300, modality="fmri", dt=2.0, onehot=True, missing_label=True)
     spec = view_spec(ts, hrf=True, source="raw")
     kinds = {v["name"]: v["kind"] for v in spec["views"]}
-    assert kinds == {"continuous": "fmri", "count": "poisson", "label": "categorical"}
+    assert kinds == {"continuous": "fmri", "count": "poisson", "label": "categorical", "ordinal": "ordinal"}
     assert spec["views"][0]["options"] == {"tr": 2.0}
     views, _ = series_to_views(ts, spec)
     labels = views["label"].data[:, 0]
@@ -103,6 +105,10 @@ def test_bad_inputs_give_clear_errors(prepared, tmp_path):
     d, raw, _ = prepared
     only_labels = TimeSeries(raw.data[:, 7:], raw.channels[7:], dt=0.05, meta=raw.meta,
                              channel_types=raw.channel_types[7:])
+    missing_level = TimeSeries(raw.data.copy(), raw.channels, dt=0.05, meta=raw.meta, channel_types=raw.channel_types)
+    missing_level.data[5, raw.channels.index("ordinal_z")] = -1
+    with pytest.raises(DsrpipeError, match="ordinal view 'ordinal': missing ordinal levels"):
+        series_to_views(missing_level, view_spec(raw, source="raw"), "raw")
     with pytest.raises(DsrpipeError, match="needs at least one continuous or count channel"):
         view_spec(only_labels, source="sub-01.parquet")
     # counts that are not counts after undoing the standardisation
@@ -162,6 +168,10 @@ def test_mtf_evaluation_writes_view_metrics(trained, tmp_path):
     assert label["chance"] == pytest.approx(np.bincount(labels).max() / len(labels))
     assert 0 <= label["accuracy"] <= 1 and 0 <= label["accuracy_generated"] <= 1
     assert -1 <= metrics["cross_modal"]["count"]["rate_correlation"] <= 1
+    levels = test.data[:, test.channels.index("ordinal_z")].astype(int)
+    ordinal = metrics["cross_modal"]["ordinal"]
+    assert ordinal["chance"] == pytest.approx(np.bincount(levels).max() / len(levels))
+    assert 0 <= ordinal["accuracy"] <= 1
     assert set(metrics["baselines"]) == {"mean", "var1"}
     gen = load_series(tmp_path / "generated.parquet")
     assert gen.channels == ["x", "y", "z", "n0", "n1", "n2", "n3"] and gen.n_samples == test.n_samples
