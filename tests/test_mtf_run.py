@@ -187,3 +187,29 @@ def test_mtf_evaluation_writes_view_metrics(trained, tmp_path):
     assert json.loads((tmp_path / "cli" / "metrics.json").read_text())["cross_modal"] == metrics["cross_modal"]
     by_path = evaluate_run(d / "run", d / "test.parquet", EVAL, tmp_path / "m3.json")
     assert by_path["d_stsp"] == metrics["d_stsp"]
+
+
+def test_divergence_policy_applies_to_mtf(prepared, tmp_path, monkeypatch):
+    import dsrpipe.training.mtf_run as mtf_run
+    from dsrpipe.training.loop import TrainingDivergedError
+
+    d, _, _ = prepared
+    real, calls = mtf_run.train_multimodal, []
+
+    def diverging_once(views, cfg, **kwargs):
+        calls.append(cfg.lr)
+        if len(calls) == 1:
+            raise TrainingDivergedError("MTF training diverged: loss = nan at epoch 1, batch 1")
+        return real(views, cfg, **kwargs)
+
+    monkeypatch.setattr(mtf_run, "train_multimodal", diverging_once)
+    cfg = from_mapping(TrainConfig, {**FAST, "epochs": 1, "validation_fraction": 0.0}, "train")
+    train_file(d / "train.parquet", tmp_path / "retried", cfg)
+    config = json.loads((tmp_path / "retried" / "config.json").read_text())
+    assert calls == [3e-3, 1.5e-3]  # lower_lr: the retry ran with half the learning rate
+    assert len(config["divergence_retries"]) == 1 and config["effective_train"]["lr"] == 1.5e-3
+    calls.clear()
+    with pytest.raises(TrainingDivergedError, match="diverged in 1 attempt.*Nothing was saved"):
+        train_file(d / "train.parquet", tmp_path / "failed",
+                   from_mapping(TrainConfig, {**FAST, "on_divergence": "fail"}, "train"))
+    assert not (tmp_path / "failed").exists()
