@@ -52,7 +52,7 @@ from dsrpipe.io.timeseries import TimeSeries, write_timeseries
 from dsrpipe.models import LatentModel
 from dsrpipe.paths import BASINS_FILE, CYCLES_FILE, LYAPUNOV_FILE
 from dsrpipe.models.readout import Readout, generate_observations
-from dsrpipe.training.checkpoint import load_reconstruction
+from dsrpipe.training.checkpoint import is_multimodal_run, load_reconstruction
 from dsrpipe.training.forcing import initial_state
 
 log = logging.getLogger(__name__)
@@ -459,6 +459,12 @@ def evaluate_run(
     ``test`` and ``train`` may be series files (then an error about their content names the file).
     A model whose orbits diverge is reported, not failed: see the ``diverged*`` and ``divergence``
     entries of :func:`evaluate` (every output file is still written)."""
+    if is_multimodal_run(run_dir):  # an MTF run: decoders per view, see dsrpipe.evaluation_mtf
+        from dsrpipe.evaluation_mtf import evaluate_mtf_run
+
+        return evaluate_mtf_run(run_dir, test, cfg, metrics_out, generated_out=generated_out,
+                                fixed_points_out=fixed_points_out, cycles_out=cycles_out, basins_out=basins_out,
+                                lyapunov_out=lyapunov_out, dt=dt, truth=truth, train=train, inputs=inputs)
     from dsrpipe.io.timeseries import read_timeseries
 
     if not isinstance(test, TimeSeries):
