@@ -117,6 +117,12 @@ def cmd_report(args) -> None:
     run_group(args.metrics, args.test, table_out=args.table, summary_out=args.summary, report_out=args.out)
 
 
+def cmd_warm_up(args) -> None:
+    from dsrpipe.jit import warm_up
+
+    print(f"Numba kernels compiled or loaded from cache in {warm_up():.1f} s")
+
+
 def cmd_figures(args) -> None:
     from dsrpipe.reporting.run_figures import write_run_figures
 
@@ -210,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder to write <figure>.png into (replaced if it exists)")
     p.add_argument("--label", help="setting label in the titles (default: the model name)")
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("warm-up", help="compile the Numba kernels into their on-disk cache once (e.g. after "
+                                       "installing on a cluster, before submitting many jobs)")
+    p.set_defaults(func=cmd_warm_up)
     return parser
 
 

@@ -60,10 +60,12 @@ def snakemake(workdir, *args, timeout=600, repo: Path | None = None):
 
 def copy_repo(dest: Path) -> Path:
     """A private copy of the workflow and the package, for tests that edit code."""
+    # __pycache__ travels too: Numba's cache is keyed on source content, not path, so the copy
+    # loads the kernels compiled for the original instead of compiling them again (tens of seconds)
     for name in ("Snakefile", "workflow", "config", "profiles", "dsrpipe"):
         src = REPO / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(src, dest / name)
         else:
             shutil.copy(src, dest / name)
     return dest
