@@ -199,8 +199,21 @@ def evaluate(
         ``max_lyapunov``, ``kaplan_yorke_dimension``, ``fixed_points``, the
         entries of :func:`analyse_dynamics` (``attractor_class``, ``attractor``,
         ``cycles``, ``n_cycles``, ``n_visited_regions``, ``symbolic_dynamics``,
-        ``pe_curve``, ``basins``, ``n_attractors``, ...) and, with ``truth``,
-        the comparison.
+        ``pe_curve``, ``basins``, ``n_attractors``, ...), the divergence record and,
+        with ``truth``, the comparison.
+
+    Divergence. An orbit diverges at its first state that is non-finite or of norm above
+    :data:`~dsrpipe.analysis.divergence.DIVERGENCE_NORM`. Three stages look: ``generation``
+    (the orbit compared with the test data, from ``x[0]``), ``lyapunov`` (the autonomous
+    orbit from ``x[0]``, transient included) and ``prediction`` (the n-step predictions
+    from every test point: RMS error above the bound). ``diverged`` is true when any
+    did; ``diverged_stage`` names the first of them in that order and
+    ``diverged_at_step`` its step (the horizon n for ``prediction``); ``divergence``
+    holds ``bound`` and each stage's step (None: bounded). A diverged generation
+    scores inf on D_stsp and D_H; a diverged Lyapunov orbit has no attractor: NaN
+    spectrum and Kaplan-Yorke dimension, ``attractor_class`` ``diverged``, no symbolic
+    dynamics. Fixed points, cycles, basins and baselines are properties of the map
+    and the data and are computed as usual, so every output is written.
 
     ``readout`` (the model's trained readout; default identity with zeros in the extra
     units) maps data into latent space and orbits back; ``inputs`` (T, K), the test

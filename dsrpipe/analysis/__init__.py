@@ -2,6 +2,7 @@
 
 from dsrpipe.analysis.basins import BasinResult, basin_map, basins
 from dsrpipe.analysis.cycles import Cycle, exhaustive_cycles, scyfi, virtual_fixed_points
+from dsrpipe.analysis.divergence import DIVERGENCE_NORM, OrbitDivergedError, first_divergence
 from dsrpipe.analysis.fixed_points import FixedPoint, fixed_points
 from dsrpipe.analysis.lyapunov import (
     LyapunovResult,
@@ -21,16 +22,19 @@ from dsrpipe.analysis.metrics import (
 from dsrpipe.analysis.symbolic import SymbolicDynamics, symbolic_dynamics, visited_regions
 
 __all__ = [
+    "DIVERGENCE_NORM",
     "METRICS",
     "BasinResult",
     "Cycle",
     "FixedPoint",
     "LyapunovResult",
+    "OrbitDivergedError",
     "SymbolicDynamics",
     "basin_map",
     "basins",
     "classify_attractor",
     "exhaustive_cycles",
+    "first_divergence",
     "fixed_points",
     "kaplan_yorke_dimension",
     "lyapunov_analysis",
