@@ -219,7 +219,7 @@ def evaluate_mtf(model: MultimodalPLRNN, run_cfg: dict, test: TimeSeries, cfg: E
     n_drop = int(round(0.25 * T))
     main = _main_view(spec)
     target = _observed(main, np.asarray(views[main["name"]].data))
-    z_gen, decoded = generate_mtf(model, x, inputs, T, n_drop)
+    _, decoded = generate_mtf(model, x, inputs, T, n_drop)
     gen = _observed(main, decoded[main["name"]])
     finite = bool(np.isfinite(gen).all())
     if not finite:

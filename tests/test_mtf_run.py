@@ -128,7 +128,7 @@ def test_bad_inputs_give_clear_errors(prepared, tmp_path):
 
 
 def test_mtf_run_is_saved_loadable_and_reproducible(trained, tmp_path):
-    d, cfg, result = trained
+    d, _, result = trained
     run = d / "run"
     config = json.loads((run / "config.json").read_text())
     assert config["method"] == "mtf" and config["train"]["method"] == "mtf"
@@ -152,7 +152,7 @@ def test_mtf_run_is_saved_loadable_and_reproducible(trained, tmp_path):
 
 
 def test_mtf_evaluation_writes_view_metrics(trained, tmp_path):
-    d, cfg, _ = trained
+    d, _, _ = trained
     test = load_series(d / "test.parquet", types=None)
     train = load_series(d / "train.parquet")
     out = tmp_path / "metrics.json"
@@ -190,7 +190,7 @@ def test_mtf_evaluation_writes_view_metrics(trained, tmp_path):
 
 
 def test_divergence_policy_applies_to_mtf(prepared, tmp_path, monkeypatch):
-    import dsrpipe.training.mtf_run as mtf_run
+    from dsrpipe.training import mtf_run
     from dsrpipe.training.loop import TrainingDivergedError
 
     d, _, _ = prepared

@@ -21,9 +21,9 @@ from dsrpipe import DsrpipeError
 from dsrpipe.config import TrainConfig, to_dict
 from dsrpipe.paths import CHECKPOINT_FILE
 from dsrpipe.training.checkpoint import save_multimodal_run
-from dsrpipe.training.multimodal import MTFConfig, MultimodalResult, train_multimodal
 from dsrpipe.training.mtf_model import View
 from dsrpipe.training.mtf_views import DYNAMIC_KINDS, series_to_views, view_spec
+from dsrpipe.training.multimodal import MTFConfig, MultimodalResult, train_multimodal
 from dsrpipe.training.progress import Progress
 
 log = logging.getLogger(__name__)

@@ -54,7 +54,7 @@ def _label_variables(ts: TimeSeries, source: str) -> list[dict[str, Any]]:
         encoding = info.get("encoding", "onehot" if len(columns) > 1 else "code")
         categories = [str(c) for c in info.get("categories", [])]
         if encoding == "onehot" and len(categories) != len(columns):
-            categories = [c[len("label_"):] if c.startswith("label_") else c for c in columns]
+            categories = [c.removeprefix("label_") for c in columns]
         out.append({"variable": str(variable), "channels": columns, "encoding": encoding, "categories": categories})
         used |= set(columns)
     for column in labels:
