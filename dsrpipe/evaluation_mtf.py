@@ -43,6 +43,7 @@ from dsrpipe.analysis import (
     state_space_divergence,
     state_space_divergence_gmm,
 )
+from dsrpipe.analysis.divergence import DIVERGENCE_NORM, OrbitDivergedError, first_divergence
 from dsrpipe.analysis.lyapunov import lyapunov_analysis, single_threaded
 from dsrpipe.config import EvaluateConfig, to_dict
 from dsrpipe.io.atomic import atomic_path, write_json
@@ -99,9 +100,11 @@ def _driving(inputs: np.ndarray | None, n_drop: int) -> torch.Tensor | None:
 
 @torch.no_grad()
 def generate_mtf(model: MultimodalPLRNN, x: torch.Tensor, inputs: np.ndarray | None, n_steps: int,
-                 n_drop: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                 n_drop: int) -> tuple[np.ndarray, dict[str, np.ndarray], int | None]:
     """Latent orbit (n_steps, M) from the encoder state of ``x``'s first row and every view decoded (after
-    dropping ``n_drop`` generated steps; fMRI views see the dropped steps as HRF history)."""
+    dropping ``n_drop`` generated steps; fMRI views see the dropped steps as HRF history), and the step of
+    the first diverged latent state (:func:`~dsrpipe.analysis.divergence.first_divergence`, transient
+    included; None when bounded)."""
     z0 = model.initial_state(x)
     s = _driving(inputs, n_drop)
     if s is None:
@@ -109,7 +112,7 @@ def generate_mtf(model: MultimodalPLRNN, x: torch.Tensor, inputs: np.ndarray | N
     else:
         z = model.latent.generate(z0[None], n_drop + n_steps, s[:, None])[:, 0]
     decoded = model.decode(z)
-    return z[n_drop:].numpy(), {k: v[n_drop:].numpy() for k, v in decoded.items()}
+    return z[n_drop:].numpy(), {k: v[n_drop:].numpy() for k, v in decoded.items()}, first_divergence(z.numpy())
 
 
 @torch.no_grad()
@@ -219,10 +222,12 @@ def evaluate_mtf(model: MultimodalPLRNN, run_cfg: dict, test: TimeSeries, cfg: E
     n_drop = int(round(0.25 * T))
     main = _main_view(spec)
     target = _observed(main, np.asarray(views[main["name"]].data))
-    _, decoded = generate_mtf(model, x, inputs, T, n_drop)
+    _, decoded, bad = generate_mtf(model, x, inputs, T, n_drop)
     gen = _observed(main, decoded[main["name"]])
     finite = bool(np.isfinite(gen).all())
-    if not finite:
+    divergence = {"bound": DIVERGENCE_NORM, "generation": bad, "lyapunov": None, "prediction": None}
+    if bad is not None or not finite:
+        log.warning("the generated latent orbit diverges at step %s: D_stsp and D_H are inf", bad)
         d_stsp = d_h = math.inf
     elif cfg.d_stsp_method == "gmm":
         d_stsp = state_space_divergence_gmm(target, gen, scaling=cfg.gmm_scaling, seed=cfg.seed)
@@ -241,15 +246,24 @@ def evaluate_mtf(model: MultimodalPLRNN, run_cfg: dict, test: TimeSeries, cfg: E
     dt = dt if dt is not None else test.dt
     latent = model.latent
     z_forced = _forced(model, x, mtf["alpha"], mtf["forcing_interval"], None).numpy()
-    lyap = lyapunov_analysis(latent, torch.as_tensor(z_forced[0]), cfg.lyapunov_steps,
-                             n_transient=cfg.lyapunov_transient, dt=dt, n_trace=cfg.lyapunov_trace, keep_orbit=True)
+    try:
+        lyap = lyapunov_analysis(latent, torch.as_tensor(z_forced[0]), cfg.lyapunov_steps,
+                                 n_transient=cfg.lyapunov_transient, dt=dt, n_trace=cfg.lyapunov_trace,
+                                 keep_orbit=True, bound=DIVERGENCE_NORM)
+    except OrbitDivergedError as exc:  # an unbounded orbit has no attractor and no spectrum
+        log.warning("the latent Lyapunov orbit diverges at step %d: spectrum and attractor class undefined", exc.step)
+        lyap, divergence["lyapunov"] = None, exc.step
+    rms = np.sqrt(curve)
+    if not (rms <= DIVERGENCE_NORM).all():
+        divergence["prediction"] = int(np.flatnonzero(~(rms <= DIVERGENCE_NORM))[0]) + 1
+    stages = [k for k in ("generation", "lyapunov", "prediction") if divergence[k] is not None]
     rng = np.random.default_rng(cfg.seed)
     inits = z_forced[rng.choice(T, size=min(T, 100), replace=False)]
     dynamics = analyse_dynamics(latent, z_forced, lyap, inits, cfg, dt)
     fps = dynamics.pop("fixed_points")
     dyn = dynamics["metrics"]
     dyn["pe_curve"] = curve[: cfg.pe_curve_steps].tolist()  # on the main view, not the latent states
-    spectrum = lyap.exponents
+    spectrum = lyap.exponents if lyap is not None else np.full(latent.latent_dim, math.nan)
     metrics: dict[str, Any] = {
         "method": "mtf",
         "d_stsp": float(d_stsp), "d_h": float(d_h), f"pe_{cfg.pe_steps}": float(curve[cfg.pe_steps - 1]),
@@ -258,11 +272,15 @@ def evaluate_mtf(model: MultimodalPLRNN, run_cfg: dict, test: TimeSeries, cfg: E
         "cross_modal": cross,
         "lyapunov_spectrum": [float(v) for v in spectrum],
         "max_lyapunov": float(spectrum[0]),
-        "kaplan_yorke_dimension": float(kaplan_yorke_dimension(spectrum)),
+        "kaplan_yorke_dimension": float(kaplan_yorke_dimension(spectrum)) if lyap is not None else math.nan,
         "lyapunov_units": "per time unit" if dt else "per step",
         "fixed_points": [fp.to_dict() for fp in fps],
         **dyn,
         "generated_finite": finite,
+        "diverged": bool(stages),
+        "diverged_stage": stages[0] if stages else None,
+        "diverged_at_step": divergence[stages[0]] if stages else None,
+        "divergence": divergence,
         "dt": dt,
         "n_test_samples": int(T),
         "evaluate_config": to_dict(cfg),
@@ -345,10 +363,10 @@ def validation_scores_mtf(model: MultimodalPLRNN, spec: dict, views: dict[str, V
     main = _main_view(spec)
     x = _stack(model, views, inputs)
     T = len(x)
-    _, decoded = generate_mtf(model, x, inputs, T, int(round(0.25 * T)))
+    _, decoded, bad = generate_mtf(model, x, inputs, T, int(round(0.25 * T)))
     target = _observed(main, np.asarray(views[main["name"]].data))
     gen = _observed(main, decoded[main["name"]])
-    if not np.isfinite(gen).all():
+    if bad is not None or not np.isfinite(gen).all():
         return {"d_stsp": math.inf, "d_h": math.inf, "method": None}
     if target.shape[1] >= GMM_FROM_CHANNELS:
         d_stsp, method = state_space_divergence_gmm(target, gen, seed=0), "gmm"

@@ -213,3 +213,21 @@ def test_divergence_policy_applies_to_mtf(prepared, tmp_path, monkeypatch):
         train_file(d / "train.parquet", tmp_path / "failed",
                    from_mapping(TrainConfig, {**FAST, "on_divergence": "fail"}, "train"))
     assert not (tmp_path / "failed").exists()
+
+
+def test_diverging_mtf_model_is_reported_not_failed(trained, tmp_path):
+    import shutil
+
+    d, _, _ = trained
+    run = tmp_path / "exploding"
+    shutil.copytree(d / "run", run)
+    model, _ = load_multimodal_run(run)
+    with torch.no_grad():
+        model.latent.A.fill_(1.5)  # the latent map grows like 1.5^t
+        model.latent.W1.zero_()
+    torch.save(model.state_dict(), run / "model.pt")
+    metrics = evaluate_run(run, d / "test.parquet", EVAL, tmp_path / "metrics.json")
+    assert metrics["diverged"] and metrics["diverged_stage"] == "generation"
+    assert metrics["d_stsp"] == float("inf") and metrics["attractor_class"] == "diverged"
+    assert metrics["divergence"]["lyapunov"] is not None
+    assert (tmp_path / "cycles.parquet").exists()
