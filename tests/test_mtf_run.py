@@ -231,3 +231,38 @@ def test_diverging_mtf_model_is_reported_not_failed(trained, tmp_path):
     assert metrics["d_stsp"] == float("inf") and metrics["attractor_class"] == "diverged"
     assert metrics["divergence"]["lyapunov"] is not None
     assert (tmp_path / "cycles.parquet").exists()
+
+
+def test_interrupted_mtf_run_resumes_from_its_checkpoint(prepared, tmp_path, monkeypatch):
+    from dsrpipe.training import mtf_run
+
+    d, _, _ = prepared
+    cfg = from_mapping(TrainConfig, {**FAST, "epochs": 4, "checkpoint_every": 2, "validation_fraction": 0.0}, "train")
+    whole = train_file(d / "train.parquet", tmp_path / "whole", cfg)
+    assert not (tmp_path / "whole" / "checkpoint.pt").exists()  # removed once the run is saved
+
+    class Killed(Exception):
+        pass
+
+    real = mtf_run.train_multimodal
+
+    def killed_in_epoch_3(views, mcfg, **kwargs):
+        def kill(record, model):
+            if record.epoch == 3:
+                raise Killed
+        return real(views, mcfg, **{**kwargs, "callbacks": [*kwargs["callbacks"], kill]})
+
+    monkeypatch.setattr(mtf_run, "train_multimodal", killed_in_epoch_3)
+    with pytest.raises(Killed):
+        train_file(d / "train.parquet", tmp_path / "resumed", cfg)
+    saved = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    assert saved["epoch"] == 2 and not (tmp_path / "resumed" / "config.json").exists()
+    monkeypatch.setattr(mtf_run, "train_multimodal", real)
+    resumed = train_file(d / "train.parquet", tmp_path / "resumed", cfg)
+    assert list(resumed.history["epoch"]) == [1, 2, 3, 4]
+    np.testing.assert_allclose(resumed.history["loss"], whole.history["loss"], rtol=1e-12)
+    torch.testing.assert_close(resumed.model.state_dict(), whole.model.state_dict(), rtol=1e-9, atol=1e-12)
+    # a checkpoint of other settings is not resumed
+    other = from_mapping(TrainConfig, {**FAST, "epochs": 4, "lr": 1e-3, "validation_fraction": 0.0}, "train")
+    (tmp_path / "resumed" / "checkpoint.pt").write_bytes((tmp_path / "whole" / "model.pt").read_bytes())
+    assert list(train_file(d / "train.parquet", tmp_path / "resumed", other).history["epoch"]) == [1, 2, 3, 4]

@@ -6,8 +6,8 @@ onto :class:`~dsrpipe.training.multimodal.MTFConfig` (``alpha`` is the forcing w
 toward the encoder signals; ``forcing: stf`` forces with alpha 1 every ``stf_tau``
 steps); divergence is handled by ``train.on_divergence`` as for GTF.
 
-MTF runs have no mid-run checkpoints: a killed job retrains from the first epoch on its
-rerun, which gives the same model (same seed, deterministic loop).
+Checkpoints as for GTF: every ``train.checkpoint_every`` epochs and on SIGTERM/SIGINT to
+``run_dir/checkpoint.pt``; a rerun resumes from it and ends as the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -66,10 +66,7 @@ def train_mtf_file(data_path: str | os.PathLike, run_dir: str | os.PathLike, cfg
     data = _load(data_path, cfg)
     if cfg.backend == "numba":
         log.warning("train.backend numba: MTF trains on the PyTorch path only")
-    stale = Path(run_dir) / CHECKPOINT_FILE
-    if stale.exists():
-        log.warning("%s: MTF runs do not resume from checkpoints; retraining from the first epoch", stale)
-        stale.unlink()
+    checkpoint = Path(run_dir) / CHECKPOINT_FILE
     spec = view_spec(data.series, readout=cfg.readout, hrf=cfg.mtf_hrf, source=str(data_path))
     views, inputs = series_to_views(data.series, spec, str(data_path))
     fit_views = _head(views, data.n_fit)
@@ -80,9 +77,10 @@ def train_mtf_file(data_path: str | os.PathLike, run_dir: str | os.PathLike, cfg
 
     def fit(current: TrainConfig) -> MultimodalResult:
         return train_multimodal(fit_views, mtf_config(current, spec), inputs=fit_inputs,
-                                callbacks=[Progress(current.epochs, current.log_every, label=label)])
+                                callbacks=[Progress(current.epochs, current.log_every, label=label)],
+                                checkpoint=checkpoint, checkpoint_every=current.checkpoint_every)
 
-    result, retries, used = _with_retries(fit, cfg, label)
+    result, retries, used = _with_retries(fit, cfg, label, on_diverged=lambda: checkpoint.unlink(missing_ok=True))
     mcfg = mtf_config(used, spec)
     validation = None
     if data.n_val:
@@ -107,6 +105,7 @@ def train_mtf_file(data_path: str | os.PathLike, run_dir: str | os.PathLike, cfg
                  "standardisation": data.series.meta.get("standardisation")},
     }
     save_multimodal_run(run_dir, result.model, result.history, info)
+    checkpoint.unlink(missing_ok=True)
     log.info("trained %s (MTF) in %.1f s; final loss %.4g -> %s", label, result.train_time_s, info["final_loss"],
              run_dir)
     return result

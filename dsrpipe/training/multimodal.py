@@ -20,17 +20,21 @@ Kramer, D. et al. (2022). ICML (multimodal PLRNN).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from dsrpipe import DsrpipeError
+from dsrpipe.io.atomic import atomic_path
 from dsrpipe.models import build_model
 from dsrpipe.models.registry import size_arguments
 from dsrpipe.training.data import SubsequenceSampler
@@ -122,6 +126,8 @@ def train_multimodal(
     *,
     inputs: np.ndarray | None = None,
     callbacks: Sequence[Callable[[MTFRecord, MultimodalPLRNN], None]] = (),
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 0,
 ) -> MultimodalResult:
     """Train a multimodal PLRNN with MTF on the views of one recording.
 
@@ -133,6 +139,10 @@ def train_multimodal(
     inputs : ndarray, shape (T, K_s), optional
         External inputs s_t driving the latent model (``+ C s_t``).
     callbacks : called after every epoch with the record and the model.
+    checkpoint : path of a checkpoint file, written every ``checkpoint_every`` epochs (0: never)
+        and when SIGTERM/SIGINT arrives; if it exists and was written with the same settings,
+        training resumes from it (model, optimiser, generator, history) and ends as an
+        uninterrupted run would.
 
     Returns
     -------
@@ -144,8 +154,10 @@ def train_multimodal(
         For malformed views or settings.
     TrainingDivergedError
         When the loss or the parameters become NaN or inf.
+    TrainingInterrupted
+        When SIGTERM/SIGINT arrived (after saving the checkpoint, if one is set).
     """
-    from dsrpipe.training.loop import TrainingDivergedError
+    from dsrpipe.training.loop import TrainingInterrupted, _StopSignal
 
     if not views:
         raise DsrpipeError("train_multimodal needs at least one view")
@@ -167,40 +179,87 @@ def train_multimodal(
     log.info("MTF: %s (%d parameters incl. encoder and decoders) on %d views, %d samples",
              cfg.model, sum(p.numel() for p in model.parameters()), len(views), len(data))
     records: list[MTFRecord] = []
-    start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        lr = cfg.lr * gamma ** (epoch - 1)
-        for group in optimiser.param_groups:
-            group["lr"] = lr
-        sums = np.zeros(4)
-        for b in range(cfg.batches_per_epoch):
-            batch = sampler.sample()
-            noise = None
-            if cfg.teacher_noise > 0:
-                noise = cfg.teacher_noise * torch.randn((*batch.shape[:-1], n_features), generator=generator,
-                                                        dtype=batch.dtype)
-            optimiser.zero_grad(set_to_none=True)
-            terms = model.loss_terms(batch, cfg.alpha, cfg.forcing_interval, noise)
-            loss = cfg.w_rec * terms["rec"] + cfg.w_pred * terms["pred"] + cfg.w_latent * terms["latent"]
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise TrainingDivergedError(f"MTF training diverged: loss = {value} at epoch {epoch}, batch {b + 1} "
-                                            "(try a smaller lr or a larger alpha)")
-            loss.backward()
-            if cfg.grad_clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
-            optimiser.step()
-            sums += [value, float(terms["rec"].detach()), float(terms["pred"].detach()), float(terms["latent"].detach())]
-        if not all(torch.isfinite(p).all() for p in model.parameters()):
-            raise TrainingDivergedError(f"MTF training diverged: non-finite parameters after epoch {epoch}")
-        means = sums / cfg.batches_per_epoch
-        record = MTFRecord(epoch, *means.tolist(), lr, time.perf_counter() - start)
-        records.append(record)
-        for callback in callbacks:
-            callback(record, model)
+    first_epoch, elapsed_before = 1, 0.0
+    key = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"}
+    state = _load_checkpoint(checkpoint, key)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        generator.set_state(state["generator"])
+        records = [MTFRecord(**r) for r in state["history"]]
+        first_epoch, elapsed_before = state["epoch"] + 1, state["elapsed"]
+        log.info("MTF: resuming from %s at epoch %d", checkpoint, first_epoch)
+
+    def save(epoch: int, elapsed: float) -> None:
+        if checkpoint is not None:
+            with atomic_path(checkpoint) as tmp:
+                torch.save({"key": key, "epoch": epoch, "model": model.state_dict(),
+                            "optimiser": optimiser.state_dict(), "generator": generator.get_state(),
+                            "history": [r.__dict__ for r in records], "elapsed": elapsed}, tmp)
+
+    start = time.perf_counter() - elapsed_before
+    with _StopSignal() as stop:
+        for epoch in range(first_epoch, cfg.epochs + 1):
+            _epoch(model, optimiser, sampler, generator, cfg, epoch, gamma, n_features, records, start)
+            for callback in callbacks:
+                callback(records[-1], model)
+            if stop.received is not None:
+                save(epoch, records[-1].wall_time_s)
+                raise TrainingInterrupted(f"stopped by signal {stop.received} after epoch {epoch}"
+                                          + (f"; checkpoint saved to {checkpoint}, rerun to resume"
+                                             if checkpoint else ""))
+            if checkpoint_every and epoch % checkpoint_every == 0 and epoch < cfg.epochs:
+                save(epoch, records[-1].wall_time_s)
     history = pd.DataFrame([r.__dict__ for r in records])
     kinds = {name: v.kind for name, v in views.items()}
     return MultimodalResult(model, history, kinds, time.perf_counter() - start)
+
+
+def _load_checkpoint(path, key: dict) -> dict | None:
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a truncated checkpoint: start over rather than fail
+        log.warning("ignoring unreadable MTF checkpoint %s (%s)", path, exc)
+        return None
+    if state.get("key") != key:
+        log.warning("ignoring MTF checkpoint %s: it was written with other training settings", path)
+        return None
+    return state
+
+
+def _epoch(model, optimiser, sampler, generator, cfg: MTFConfig, epoch: int, gamma: float, n_features: int,
+           records: list, start: float) -> None:
+    """One epoch of MTF updates; appends its record."""
+    from dsrpipe.training.loop import TrainingDivergedError
+
+    lr = cfg.lr * gamma ** (epoch - 1)
+    for group in optimiser.param_groups:
+        group["lr"] = lr
+    sums = np.zeros(4)
+    for b in range(cfg.batches_per_epoch):
+        batch = sampler.sample()
+        noise = None
+        if cfg.teacher_noise > 0:
+            noise = cfg.teacher_noise * torch.randn((*batch.shape[:-1], n_features), generator=generator,
+                                                    dtype=batch.dtype)
+        optimiser.zero_grad(set_to_none=True)
+        terms = model.loss_terms(batch, cfg.alpha, cfg.forcing_interval, noise)
+        loss = cfg.w_rec * terms["rec"] + cfg.w_pred * terms["pred"] + cfg.w_latent * terms["latent"]
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainingDivergedError(f"MTF training diverged: loss = {value} at epoch {epoch}, batch {b + 1} "
+                                        "(try a smaller lr or a larger alpha)")
+        loss.backward()
+        if cfg.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
+        optimiser.step()
+        sums += [value, float(terms["rec"].detach()), float(terms["pred"].detach()), float(terms["latent"].detach())]
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise TrainingDivergedError(f"MTF training diverged: non-finite parameters after epoch {epoch}")
+    means = sums / cfg.batches_per_epoch
+    records.append(MTFRecord(epoch, *means.tolist(), lr, time.perf_counter() - start))
 
 
 @torch.no_grad()
