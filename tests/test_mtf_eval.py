@@ -86,3 +86,34 @@ def test_constant_training_feature_keeps_unit_scale():
     x = torch.tensor(stacked)
     x[0, layout.columns["lab"]] = 2.0
     assert float(model.features(x)[0].abs().max()) < 10
+
+
+def test_cross_modal_scores_of_constant_decoders():
+    from dsrpipe.evaluation_mtf import cross_modal_scores, generate_mtf
+
+    model, views, inputs = model_and_data()
+    rng = np.random.default_rng(5)
+    counts = rng.poisson(3.0, size=(T, 2)).astype(float)
+    views = {**views, "p": as_view(View(counts, "poisson"))}
+    layout, stacked = Layout.stack(views, inputs)
+    torch.manual_seed(0)
+    model = MultimodalPLRNN(build_model("shPLRNN", M=M, L=6, K=1), views, layout, K).double()
+    model.initialise(torch.tensor(stacked))
+    with torch.no_grad():  # the label decoder always says class 2; the count decoder has one rate per channel
+        model.decoders["lab"].Beta.zero_()
+        model.decoders["lab"].beta0.copy_(torch.tensor([0.0, 0.0, 5.0]))
+        model.decoders["p"].Gamma.zero_()
+    x = _stack(model, views, inputs)
+    _, decoded, _ = generate_mtf(model, x, inputs, T, 5)
+    scores = cross_modal_scores(model, views, x, decoded, 0.5, 1)
+    labels = views["lab"].data[:, 0]
+    assert scores["lab"]["accuracy"] == scores["lab"]["accuracy_generated"] == pytest.approx(np.mean(labels == 2))
+    assert scores["lab"]["chance"] == pytest.approx(np.bincount(labels.astype(int)).max() / T)
+    assert scores["p"]["n_channels_scored"] == 0 and np.isnan(scores["p"]["rate_correlation"])
+    with torch.no_grad():  # rate i = exp(z_i + g_i) of the forced unit i (counts masked): r from numpy by hand
+        model.decoders["p"].Gamma.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    scores = cross_modal_scores(model, views, x, decoded, 0.5, 1)
+    z = _forced(model, x, 0.5, 1, "p")[:, :K].numpy()
+    expected = np.mean([np.corrcoef(np.exp(z[:, i] + float(model.decoders["p"].g[i].detach())), counts[:, i])[0, 1]
+                        for i in range(2)])
+    assert scores["p"]["rate_correlation"] == pytest.approx(expected, rel=1e-12)
