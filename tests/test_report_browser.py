@@ -18,6 +18,7 @@ from report_checks import write_synthetic_run
 
 from dsrpipe.reporting.analysis_figures import plot_pe_curve
 from dsrpipe.reporting.html import figure_to_png_bytes
+from dsrpipe.reporting import run_figures
 from dsrpipe.reporting.run_figures import FIGURES, FIGURES_DIR
 from dsrpipe.reporting.stage import run_group
 
@@ -47,20 +48,19 @@ def _chromium(tmp_path, *args, timeout=120) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    """A group report over four synthetic runs (two seeds of subject 01) from run files, as the workflow
-    makes it: each run's figure folder written beforehand. Drawing the run figures is tested in
-    test_reporting; here one cheap real figure stands in for all of them, to keep the test fast."""
+    """A group report over four synthetic runs (two seeds of subject 01) from run files, made as the workflow
+    makes it (figure folders written into the runs). Drawing the run figures is tested in test_reporting;
+    here one cheap real figure stands in for all of them, to keep the test fast."""
     root = tmp_path_factory.mktemp("runs")
     runs = [write_synthetic_run(root, s, seed) for s in SUBJECTS for seed in ((0, 1) if s == "01" else (0,))]
     png = figure_to_png_bytes(plot_pe_curve([0.1, 0.2, 0.4], {"mean": [1.0, 1.0, 1.0]}), 72, 32)
-    figure_dirs = [m.parent / FIGURES_DIR for m, _ in runs]
-    for d in figure_dirs:
-        d.mkdir()
-        for name in FIGURES:
-            (d / f"{name}.png").write_bytes(png)
     out = root / "group"
-    run_group([m for m, _ in runs], [t for _, t in runs], table_out=out / "runs.parquet",
-              summary_out=out / "summary.parquet", report_out=out / "report.html", figure_dirs=figure_dirs)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(run_figures, "run_pngs", lambda run, *a, **k: dict.fromkeys(FIGURES, png))
+        run_group([m for m, _ in runs], [t for _, t in runs], table_out=out / "runs.parquet",
+                  summary_out=out / "summary.parquet", report_out=out / "report.html",
+                  figure_dirs=[m.parent / FIGURES_DIR for m, _ in runs])
+    assert sorted(p.name for p in (runs[-1][0].parent / FIGURES_DIR).iterdir()) == sorted(f"{n}.png" for n in FIGURES)
     return out / "report.html", len(runs)
 
 

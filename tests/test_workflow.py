@@ -58,8 +58,7 @@ def test_changed_input_reruns_only_that_subject(workdir, repo):
     finally:
         raw.write_bytes(backup)
     assert sorted(jobs) == sorted([("preprocess_recording", "02"), ("prepare_data", "02"), ("train_model", "02"),
-                                   ("evaluate_model", "02"), ("report_figures", "02"), ("report_group", ""),
-                                   ("all", "")])
+                                   ("evaluate_model", "02"), ("report_group", ""), ("all", "")])
 
 
 def test_changed_training_parameter_reruns_training_not_preparation(workdir, repo, tmp_path):
@@ -96,8 +95,8 @@ def test_changed_analysis_code_reruns_only_evaluation(workdir, repo):
         jobs = planned_jobs(snakemake(workdir, "-n", repo=repo))
     finally:
         source.write_text(backup)
-    assert sorted(jobs) == sorted([("evaluate_model", "01"), ("evaluate_model", "02"), ("report_figures", "01"),
-                                   ("report_figures", "02"), ("report_group", ""), ("all", "")])
+    assert sorted(jobs) == sorted([("evaluate_model", "01"), ("evaluate_model", "02"), ("report_group", ""),
+                                   ("all", "")])
 
 
 def test_lint_has_no_findings_beyond_conda_envs():

@@ -3,9 +3,9 @@
 :func:`load_run` reads a run directory (what training and evaluation wrote)
 and the test series it was evaluated on; :func:`run_figures` turns that into
 named matplotlib Figures; :func:`run_pngs` renders them (palette-quantised,
-small) for the HTML report and :func:`write_run_figures` writes them as PNG
-files for the Snakemake report. The HTML report embeds the same PNGs, so a
-figure is drawn once.
+small) and :func:`write_pngs` writes them as a folder of PNGs. The group
+stage draws every run's figures once, embeds them in the HTML report and
+writes them for the Snakemake report (``figures/`` in the run folder).
 
 Figures, by name (:data:`FIGURES`; a figure whose data the run lacks is left out):
 
@@ -229,14 +229,10 @@ def run_pngs(run: dict[str, Any], dpi: int = DPI, colors: int | None = COLORS) -
     return {name: figure_to_png_bytes(fig, dpi, colors) for name, fig in run_figures(run).items()}
 
 
-def write_run_figures(metrics_path: str | os.PathLike, test_path: str | os.PathLike, out_dir: str | os.PathLike,
-                      *, label: str | None = None, dpi: int = DPI) -> list[Path]:
-    """Write the run's figures as ``<out_dir>/<name>.png``, atomically (the folder appears whole or not at all).
-
-    Returns the written paths. An existing ``out_dir`` is replaced.
-    """
+def write_pngs(pngs: dict[str, bytes], out_dir: str | os.PathLike) -> list[Path]:
+    """Write ``pngs`` as ``<out_dir>/<name>.png``, atomically: the folder appears whole or not at all,
+    replacing an existing one. Returns the written paths."""
     out_dir = Path(out_dir)
-    pngs = run_pngs(load_run(metrics_path, test_path, label), dpi)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -252,9 +248,7 @@ def write_run_figures(metrics_path: str | os.PathLike, test_path: str | os.PathL
     return [out_dir / f"{name}.png" for name in pngs]
 
 
-def read_run_pngs(fig_dir: str | os.PathLike) -> dict[str, bytes]:
-    """The PNGs :func:`write_run_figures` wrote, by name, in the order of :data:`FIGURES`."""
-    fig_dir = Path(fig_dir)
-    if not fig_dir.is_dir():
-        raise DsrpipeError(f"{fig_dir}: no run figures folder (write it with write_run_figures)")
-    return {name: (fig_dir / f"{name}.png").read_bytes() for name in FIGURES if (fig_dir / f"{name}.png").exists()}
+def write_run_figures(metrics_path: str | os.PathLike, test_path: str | os.PathLike, out_dir: str | os.PathLike,
+                      *, label: str | None = None, dpi: int = DPI) -> list[Path]:
+    """Draw one run's figures (:func:`load_run`, :func:`run_pngs`) and write them with :func:`write_pngs`."""
+    return write_pngs(run_pngs(load_run(metrics_path, test_path, label), dpi), out_dir)

@@ -26,14 +26,15 @@ RUN_NAME = re.compile(r"model-(.+)_seed-(\d+)")
 
 def _runs(metrics_paths: Sequence[Path], test_paths: Sequence[Path], labels: Sequence[str | None],
           figure_dirs: Sequence[Path] | None = None) -> Iterator[dict]:
-    """Each run's files (:func:`~dsrpipe.reporting.run_figures.load_run`), with its figures already
-    rendered when ``figure_dirs`` (one per run) holds them."""
-    from dsrpipe.reporting.run_figures import load_run, read_run_pngs
+    """Each run's files (:func:`~dsrpipe.reporting.run_figures.load_run`); with ``figure_dirs`` (one per
+    run) its figures are drawn here, written there and handed on for the HTML report."""
+    from dsrpipe.reporting import run_figures
 
     for i, (metrics_path, test_path) in enumerate(zip(metrics_paths, test_paths)):
-        run = load_run(metrics_path, test_path, labels[i])
+        run = run_figures.load_run(metrics_path, test_path, labels[i])
         if figure_dirs is not None:
-            run["pngs"] = read_run_pngs(figure_dirs[i])
+            run["pngs"] = run_figures.run_pngs(run)
+            run_figures.write_pngs(run["pngs"], figure_dirs[i])
         yield run
 
 
@@ -87,8 +88,8 @@ def run_group(
     adds the values a hyperparameter grid varies as ``setting_<key>`` columns;
     ``covariates`` (subject -> {column: value}) joins subject covariates; ``report``
     chooses grouped summaries and a group comparison for the report's quality section.
-    ``figure_dirs`` (one per run, written by :func:`dsrpipe.reporting.run_figures.write_run_figures`)
-    supplies the run figures already drawn; without it they are drawn here.
+    ``figure_dirs`` (one per run, in the run's own folder) receives each run's report figures as PNGs
+    (:mod:`dsrpipe.reporting.run_figures`), the same ones the HTML report embeds.
     """
     metrics_paths = [Path(p) for p in metrics_paths]
     test_paths = [Path(p) for p in test_paths]
@@ -112,9 +113,14 @@ def run_group(
     table = flag_baselines(add_covariates(table, covariates or {}))
     summary = summarise(table)
     quality = quality_tables(table, report)
-    if figure_dirs is not None and len(figure_dirs) != len(metrics_paths):
-        raise DsrpipeError(f"{len(metrics_paths)} metrics files but {len(figure_dirs)} figure folders")
-    runs = _runs(metrics_paths, test_paths, labels, None if figure_dirs is None else [Path(p) for p in figure_dirs])
+    if figure_dirs is not None:
+        figure_dirs = [Path(p) for p in figure_dirs]
+        wrong = [str(d) for d, m in zip(figure_dirs, metrics_paths) if d.parent != m.parent]
+        if len(figure_dirs) != len(metrics_paths) or wrong:
+            raise DsrpipeError(f"figure folders must be one per run, inside the run folder in the order of "
+                               f"the metrics files; got {len(figure_dirs)} for {len(metrics_paths)} runs"
+                               + (f", misplaced: {wrong[:3]}" if wrong else ""))
+    runs = _runs(metrics_paths, test_paths, labels, figure_dirs)
     html = build_group_report(runs, summary, table, failed=failed, quality=quality)
     with atomic_path(table_out) as tmp:
         table.to_parquet(tmp, index=False)

@@ -5,7 +5,6 @@ COVARIATES = {str(s): {**{c: SUBJECTS.loc[s, c] for c in COVARIATE_COLUMNS}, **P
 
 
 localrules:
-    report_figures,
     report_group,
     report_available,
 
@@ -13,49 +12,32 @@ localrules:
 from dsrpipe.reporting.run_figures import FIGURES_DIR
 
 
-# One run's figures as PNGs (a few seconds of plotting: a local job, not worth a cluster submission).
-# The HTML report embeds them; `snakemake --report report.zip` shows them by subject and run.
-rule report_figures:
-    input:
-        metrics=RUN_FILE(paths.METRICS_FILE),
-        config=RUN_FILE(paths.CONFIG_FILE),
-        generated=RUN_FILE(paths.GENERATED_FILE),
-        train_log=RUN_FILE(paths.TRAIN_LOG_FILE),
-        cycles=RUN_FILE(paths.CYCLES_FILE),
-        basins=RUN_FILE(paths.BASINS_FILE),
-        lyapunov=RUN_FILE(paths.LYAPUNOV_FILE),
-        test=PREPARED_TEST,
-        code=CODE["report"],
-    output:
-        figures=report(
-            directory(RUN_FILE(FIGURES_DIR)),
-            patterns=["{figure}.png"],
-            caption="../report/run_figures.rst",
-            category="sub-{subject}",
-            subcategory="model-{model} seed-{seed}",
-            labels={"subject": "{subject}", "model": "{model}", "seed": "{seed}", "figure": "{figure}"},
-        ),
-    log:
-        "logs/sub-{subject}/model-{model}_seed-{seed}_figures.log",
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    script:
-        "../scripts/report_figures.py"
+def run_figure_dirs():
+    """Each run's figures folder (in the order of all_runs), registered for `snakemake --report` under its
+    subject (category) and run (subcategory)."""
+    return [report(directory(RUN_FILE(FIGURES_DIR).format(subject=s, model=m, seed=n)), patterns=["{figure}.png"],
+                   caption="../report/run_figures.rst", category=f"sub-{s}", subcategory=f"model-{m} seed-{n}",
+                   labels={"subject": str(s), "model": str(m), "seed": str(n), "figure": "{figure}"})
+            for s in SUBJECTS["subject"] for m in SETTINGS for n in SEEDS]
 
 
+# The group report draws every run's figures once (one process: the plotting stack is imported once),
+# embeds them in report.html and writes them to each run's figures/ folder for `snakemake --report`.
 rule report_group:
     input:
         metrics=all_runs(paths.METRICS_FILE),
         generated=all_runs(paths.GENERATED_FILE),
         train_logs=all_runs(paths.TRAIN_LOG_FILE),
-        figures=all_runs(FIGURES_DIR),
+        cycles=all_runs(paths.CYCLES_FILE),
+        basins=all_runs(paths.BASINS_FILE),
+        lyapunov=all_runs(paths.LYAPUNOV_FILE),
         tests=all_tests(),
         code=CODE["report"],
     output:
         table=GROUP_OUTPUTS[0],
         summary=GROUP_OUTPUTS[1],
         report=report(GROUP_OUTPUTS[2], caption="../report/group.rst", category="Group"),
+        figures=run_figure_dirs(),
     params:
         failed=[],
         settings=SETTINGS,

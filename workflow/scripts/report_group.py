@@ -10,4 +10,4 @@ with logged(snakemake.log[0]):
               failed=snakemake.params.failed, settings=snakemake.params.settings,
               report=from_mapping(ReportConfig, snakemake.params.report, "report"),
               covariates=snakemake.params.covariates,
-              figure_dirs=getattr(snakemake.input, "figures", None))  # report_available draws its own
+              figure_dirs=getattr(snakemake.output, "figures", None))  # report_available: HTML only
