@@ -12,15 +12,6 @@ localrules:
 from dsrpipe.reporting.run_figures import FIGURES_DIR
 
 
-def run_figure_dirs():
-    """Each run's figures folder (in the order of all_runs), registered for `snakemake --report` under its
-    subject (category) and run (subcategory)."""
-    return [report(directory(RUN_FILE(FIGURES_DIR).format(subject=s, model=m, seed=n)), patterns=["{figure}.png"],
-                   caption="../report/run_figures.rst", category=f"sub-{s}", subcategory=f"model-{m} seed-{n}",
-                   labels={"subject": str(s), "model": str(m), "seed": str(n), "figure": "{figure}"})
-            for s in SUBJECTS["subject"] for m in SETTINGS for n in SEEDS]
-
-
 # The group report draws every run's figures once (one process: the plotting stack is imported once),
 # embeds them in report.html and writes them to each run's figures/ folder for `snakemake --report`.
 rule report_group:
@@ -37,7 +28,20 @@ rule report_group:
         table=GROUP_OUTPUTS[0],
         summary=GROUP_OUTPUTS[1],
         report=report(GROUP_OUTPUTS[2], caption="../report/group.rst", category="Group"),
-        figures=run_figure_dirs(),
+        # each run's figures folder (in the order of all_runs), in `snakemake --report` by subject and run
+        figures=[
+            report(
+                directory(RUN_FILE(FIGURES_DIR).format(subject=s, model=m, seed=n)),
+                patterns=["{figure}.png"],
+                caption="../report/run_figures.rst",
+                category=f"sub-{s}",
+                subcategory=f"model-{m} seed-{n}",
+                labels={"subject": str(s), "model": str(m), "seed": str(n), "figure": "{figure}"},
+            )
+            for s in SUBJECTS["subject"]
+            for m in SETTINGS
+            for n in SEEDS
+        ],
     params:
         failed=[],
         settings=SETTINGS,
