@@ -8,15 +8,20 @@ VENV ?= .venv
 
 install: $(VENV)/.installed
 
+# Bytecode is compiled once here, in parallel: where PYTHONDONTWRITEBYTECODE is set (CI is such a
+# place), nothing else writes .pyc files, and every Python process of the workflow (each Snakemake
+# job) would parse torch, scipy, mne and snakemake from source again: ~8 s of CPU per process.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --no-compile -e '.[test,slurm]'
+	$(VENV)/bin/python -m compileall -q -j 0 $(VENV)/lib > /dev/null 2>&1 || true
 	touch $@
 
 demo: install
 	$(VENV)/bin/snakemake --cores all
 
 test: install
+	$(VENV)/bin/python -m compileall -q dsrpipe > /dev/null
 	$(VENV)/bin/pytest
 
 clean:

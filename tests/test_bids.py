@@ -84,6 +84,7 @@ def workdir(dataset, tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_bids_subjects_are_workflow_wildcards(workdir):
     dry = snakemake(workdir, "-n")
     assert dry.returncode == 0, dry.stderr[-3000:]

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from report_checks import check_snakemake_report
 from workflow_helpers import (REPO, SNAKEMAKE, change_subject_input, copy_repo, make_tiny_dataset, planned_jobs,
                               snakemake)
 
@@ -41,6 +42,15 @@ def test_full_run_writes_group_outputs(workdir):
         run = workdir / f"results/sub-{sid}/model-shPLRNN_seed-0"
         assert (run / "metrics.json").exists() and (run / "config.json").exists()
         assert (workdir / f"logs/sub-{sid}/model-shPLRNN_seed-0_train.log").read_text().strip()
+    # the invariants per run in the group table, and no temporary file left anywhere
+    assert {"diverged", "attractor_class", "n_visited_regions", "n_attractors", "n_fixed_points_saddle",
+            "n_cycles_2"} <= set(runs.columns)
+    assert not runs["diverged"].any()
+    assert not list((workdir / "results").rglob("*.tmp"))
+
+
+def test_snakemake_report_holds_every_run_figure_and_the_group_page(workdir):
+    check_snakemake_report(workdir)
 
 
 def test_nothing_to_do_after_a_run(workdir, repo):

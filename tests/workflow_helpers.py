@@ -46,7 +46,7 @@ def change_subject_input(wd: Path, sid: str) -> None:
     df.to_csv(raw, index=False)
 
 
-def snakemake(workdir, *args, timeout=600, repo: Path | None = None):
+def snakemake(workdir, *args, timeout=900, repo: Path | None = None):
     """Run Snakemake on ``workdir``; with ``repo``, use that copy of the workflow and package."""
     if repo is None:
         cmd, env = SNAKEMAKE, None
