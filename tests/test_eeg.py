@@ -252,6 +252,20 @@ def test_flat_or_nan_channel(tmp_path, defect):
     assert "Pz" not in preprocess_eeg(path, EEGConfig(bads=["Pz"]), subject="01").channels
 
 
+def test_blockwise_check_names_every_bad_channel(tmp_path, monkeypatch):
+    """The data checks run a block of channels at a time (memory); a defect found in one
+    block still gets the message over all channels."""
+    from dsrpipe.preprocessing import eeg
+
+    monkeypatch.setattr(eeg, "CHECK_BLOCK", 3)
+    data = signal()
+    data[CH.index("Fp2"), :5] = np.nan
+    data[CH.index("Pz"), :5] = np.nan
+    path = write(make_raw(data), tmp_path, "fif", stem="sub-nan2")
+    with pytest.raises(DsrpipeError, match=path.name + r".*10 NaN/inf value\(s\) in channel\(s\) Fp2, Pz"):
+        preprocess_eeg(path, EEGConfig(), subject="01")
+
+
 @pytest.mark.parametrize("kwargs", [{"crop_stop": 1.0}, {"crop_start": 19.0}, {"crop_start": 25.0},
                                     {"pca_components": 9}])
 def test_too_little_data_or_too_many_components(files, kwargs):
