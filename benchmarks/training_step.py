@@ -12,7 +12,7 @@ CPU time of this process is printed next to wall time: on a shared machine wall 
 includes time other jobs held the cores. ``--compile`` also measures the first-call
 JIT cost in fresh processes (empty and warm Numba cache).
 
-    python benchmarks/training_step.py [--steps 100] [--models 32] [--threads 2] [--compile]
+    python benchmarks/training_step.py [--steps 100] [--models 32] [--threads 2] [--readout affine] [--compile]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ SIZES = [  # (M, L, batch, sequence length)
 def make_stepper(kind, M, L, cfg):
     torch.manual_seed(0)
     model = build_model("shPLRNN", M=M, L=L).double()
-    readout = Readout("identity", M, M).double()
+    readout = Readout(cfg.readout, M, M).double()
     return (TorchStepper if kind == "torch" else NumbaStepper)(model, readout, cfg)
 
 
@@ -60,14 +60,14 @@ def time_stepper(stepper, batches, weights, lr=1e-3) -> tuple[float, float]:
     return (time.perf_counter() - w0) / len(batches), (time.process_time() - c0) / len(batches)
 
 
-def time_many(M, L, S, T, R, threads, steps) -> tuple[float, float]:
+def time_many(M, L, S, T, R, threads, steps, readout="identity") -> tuple[float, float]:
     """(wall, cpu) seconds per model and step of ``train_many`` with R models; cpu is the
     process's CPU time over all threads, the setup (building R models) subtracted."""
     x = np.random.default_rng(0).standard_normal((2000, M))
 
     def run(n):
         cfg = TrainConfig(latent_dim=M, hidden_dim=L, batch_size=S, seq_len=T, epochs=1, batches_per_epoch=n,
-                          threads=threads)
+                          threads=threads, readout=readout)
         c0 = time.process_time()
         out = train_many(x, cfg, range(R), threads=threads)
         return out[0].result.history["wall_time_s"].iloc[-1], time.process_time() - c0
@@ -105,23 +105,25 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="Numba steps per size (torch: a quarter, >= 10)")
     parser.add_argument("--models", type=int, default=32, help="R for the many-models row")
     parser.add_argument("--threads", type=int, default=2, help="Numba threads for the many-models row")
+    parser.add_argument("--readout", choices=("identity", "affine"), default="identity",
+                        help="the readout (N = M); both paths cover both")
     parser.add_argument("--compile", action="store_true", help="also measure the first-call JIT cost")
     args = parser.parse_args()
     torch.set_num_threads(1)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {load:.1f}; torch {torch.__version__}, "
-          f"numba {numba.__version__}; torch and numba (single model) on 1 thread")
+          f"numba {numba.__version__}; torch and numba (single model) on 1 thread; {args.readout} readout")
     print(f"{'M':>4}{'L':>6}{'batch':>7}{'seq':>5}  {'path':<18}{'ms/step wall':>13}{'ms/step cpu':>12}"
           f"{'ratio wall':>11}{'ratio cpu':>10}")
     for M, L, S, T in SIZES:
-        cfg = TrainConfig(latent_dim=M, hidden_dim=L, batch_size=S, seq_len=T)
+        cfg = TrainConfig(latent_dim=M, hidden_dim=L, batch_size=S, seq_len=T, readout=args.readout)
         gen = torch.Generator().manual_seed(0)
         batches = [torch.randn(S, T + 1, M, generator=gen, dtype=torch.float64) for _ in range(args.steps)]
         weights = forcing_weights("gtf", T, 0.125)
         ref = time_stepper(make_stepper("torch", M, L, cfg), batches[: max(10, args.steps // 4)], weights)
         rows = [("torch (baseline)", ref), ("numba", time_stepper(make_stepper("numba", M, L, cfg), batches, weights))]
         rows.append((f"many R={args.models} t={args.threads}",
-                     time_many(M, L, S, T, args.models, args.threads, max(10, args.steps // 4))))
+                     time_many(M, L, S, T, args.models, args.threads, max(10, args.steps // 4), args.readout)))
         for label, (wall, cpu) in rows:
             print(f"{M:>4}{L:>6}{S:>7}{T:>5}  {label:<18}{wall * 1e3:>13.3f}{cpu * 1e3:>12.3f}"
                   f"{ref[0] / wall:>11.1f}{ref[1] / cpu:>10.1f}")
