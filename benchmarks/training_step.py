@@ -115,16 +115,27 @@ def main() -> None:
           f"numba {numba.__version__}; torch and numba (single model) on 1 thread; {args.readout} readout")
     print(f"{'M':>4}{'L':>6}{'batch':>7}{'seq':>5}  {'path':<18}{'ms/step wall':>13}{'ms/step cpu':>12}"
           f"{'ratio wall':>11}{'ratio cpu':>10}")
+    # phases, not sizes, outermost: the torch loops run before any Numba parallel region, whose
+    # idle OpenMP workers spin for a while afterwards and would take a core (and CPU time) from them
+    cases = {}
     for M, L, S, T in SIZES:
         cfg = TrainConfig(latent_dim=M, hidden_dim=L, batch_size=S, seq_len=T, readout=args.readout)
         gen = torch.Generator().manual_seed(0)
         batches = [torch.randn(S, T + 1, M, generator=gen, dtype=torch.float64) for _ in range(args.steps)]
-        weights = forcing_weights("gtf", T, 0.125)
-        ref = time_stepper(make_stepper("torch", M, L, cfg), batches[: max(10, args.steps // 4)], weights)
-        rows = [("torch (baseline)", ref), ("numba", time_stepper(make_stepper("numba", M, L, cfg), batches, weights))]
-        rows.append((f"many R={args.models} t={args.threads}",
-                     time_many(M, L, S, T, args.models, args.threads, max(10, args.steps // 4), args.readout)))
-        for label, (wall, cpu) in rows:
+        cases[(M, L, S, T)] = (cfg, batches, forcing_weights("gtf", T, 0.125))
+    rows = {key: [] for key in cases}
+    for (M, L, S, T), (cfg, batches, weights) in cases.items():
+        rows[(M, L, S, T)].append(("torch (baseline)", time_stepper(make_stepper("torch", M, L, cfg),
+                                                                    batches[: max(10, args.steps // 4)], weights)))
+    for (M, L, S, T), (cfg, batches, weights) in cases.items():
+        rows[(M, L, S, T)].append(("numba", time_stepper(make_stepper("numba", M, L, cfg), batches, weights)))
+    for M, L, S, T in cases:
+        rows[(M, L, S, T)].append((f"many R={args.models} t={args.threads}",
+                                   time_many(M, L, S, T, args.models, args.threads, max(10, args.steps // 4),
+                                             args.readout)))
+    for (M, L, S, T), measured in rows.items():
+        ref = measured[0][1]
+        for label, (wall, cpu) in measured:
             print(f"{M:>4}{L:>6}{S:>7}{T:>5}  {label:<18}{wall * 1e3:>13.3f}{cpu * 1e3:>12.3f}"
                   f"{ref[0] / wall:>11.1f}{ref[1] / cpu:>10.1f}")
     if args.compile:
