@@ -22,6 +22,12 @@ def preprocessed(subject: str, modality: str, root: str | Path = RESULTS) -> Pat
     return subject_dir(subject, root) / "data" / f"sub-{subject}_desc-preproc_{modality}.parquet"
 
 
+def merged(subject: str, root: str | Path = RESULTS) -> Path:
+    """``results/sub-<id>/data/sub-<id>_desc-merged.parquet``: a multimodal subject's preprocessed
+    recordings joined on one grid (what ``prepare`` reads for it)."""
+    return subject_dir(subject, root) / "data" / f"sub-{subject}_desc-merged.parquet"
+
+
 def run_dir(subject: str, model: str, seed: int | str, root: str | Path = RESULTS) -> Path:
     """``results/sub-<id>/model-<name>_seed-<n>``."""
     return subject_dir(subject, root) / f"model-{model}_seed-{seed}"

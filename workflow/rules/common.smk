@@ -51,17 +51,16 @@ SUBJECTS["modality"] = SUBJECTS["modality"].map(lambda m: m or "timeseries")
 if not DEMO:
     validate(SUBJECTS, schema="../schemas/subjects.schema.yaml")
     SUBJECTS = SUBJECTS.astype(object).where(SUBJECTS.notna(), None)  # validate() turns None back into NaN
-    if SUBJECTS["subject"].duplicated().any():
-        repeated = sorted(set(SUBJECTS.loc[SUBJECTS["subject"].duplicated(), "subject"]))
-        raise ValueError(
-            f"{config['subjects'] or config['bids']['root']}: several rows for subject(s) {', '.join(repeated)}. "
-            "The workflow takes one recording per subject. For multimodal training (train.method: mtf) give "
-            "one table with every modality as typed channels: an fMRI ROI table with input_* and label_* "
-            "columns (fmri modality), or a dsrpipe Parquet series (timeseries modality) that you combine "
-            "beforehand, e.g. the BOLD file from `dsrpipe preprocess --modality fmri` plus a behaviour file "
-            "on its grid from `dsrpipe preprocess --modality behaviour --reference BOLD.parquet`, joined with "
-            "`dsrpipe merge BOLD.parquet BEHAVIOUR.parquet --out SUBJECT.parquet` (see README, "
-            "'Multimodal training')."
+    repeated = SUBJECTS[SUBJECTS.duplicated(["subject", "modality"], keep=False)]
+    if len(repeated):
+        rows = "; ".join(f"sub-{subject} {modality}: rows {', '.join(str(i + 1) for i in g.index)} "
+                         f"({', '.join(g['path'])})"
+                         for (subject, modality), g in repeated.groupby(["subject", "modality"], sort=False))
+        raise ValueError(  # rows counted from 1, the header not counted
+            f"{config['subjects'] or config['bids']['root']}: several rows of the same modality for one subject: "
+            f"{rows}. A subject has one recording per modality (several modalities make it multimodal, "
+            "joined for train.method: mtf). Keep one of the rows, or give the other recording its own subject "
+            "label, or join same-modality recordings beforehand into one table."
         )
     for row in SUBJECTS.itertuples():
         if row.modality != "timeseries" and row.dt is not None:
@@ -70,7 +69,16 @@ if not DEMO:
         if row.modality != "fmri" and (row.atlas or row.masks or row.confounds):
             raise ValueError(f"{config['subjects']}: subject {row.subject}: atlas, masks and confounds are "
                              f"fMRI options, not for modality {row.modality}")
-SUBJECTS = SUBJECTS.set_index("subject", drop=False)
+# Every row: one recording, preprocessed by its modality (outputs named by subject and modality).
+RECORDINGS = SUBJECTS.set_index(["subject", "modality"], drop=False)
+# One row per subject. A subject with several rows (modalities) is multimodal: its recordings are
+# preprocessed row by row, behaviour rows on the grid of the subject's neural recording, and merged into
+# one typed series (rule merge_recordings) that prepare_data reads. Its modality (reports, group table) is
+# the first non-behaviour row's, as merge keeps it.
+_NEURAL_FIRST = SUBJECTS.assign(_behaviour=SUBJECTS["modality"].eq("behaviour")).sort_values("_behaviour", kind="stable")
+MULTIMODAL = {s: list(g["modality"]) for s, g in _NEURAL_FIRST.groupby("subject", sort=False) if len(g) > 1}
+SUBJECTS = _NEURAL_FIRST.drop(columns="_behaviour").drop_duplicates("subject").set_index("subject", drop=False)
+SUBJECTS = SUBJECTS.loc[pd.unique(RECORDINGS["subject"])]  # the table's subject order
 
 
 wildcard_constraints:
@@ -83,6 +91,7 @@ wildcard_constraints:
 PREPARED_TRAIN = str(paths.prepared("{subject}", "train", RESULTS))
 PREPARED_TEST = str(paths.prepared("{subject}", "test", RESULTS))
 PREPROCESSED = str(paths.preprocessed("{subject}", "{modality}", RESULTS))
+MERGED = str(paths.merged("{subject}", RESULTS))
 RUN = str(paths.run_dir("{subject}", "{model}", "{seed}", RESULTS))
 RUN_FILE = lambda name: f"{RUN}/{name}"
 
@@ -127,12 +136,26 @@ def preprocess_code(wildcards):
 
 
 def _recording(wildcards):
-    row = SUBJECTS.loc[wildcards.subject]
-    if row["modality"] != wildcards.modality:
-        raise ValueError(f"sub-{wildcards.subject} is a {row['modality']} recording, not {wildcards.modality}")
+    key = (wildcards.subject, wildcards.modality)
+    if key not in RECORDINGS.index:
+        kinds = ", ".join(RECORDINGS.loc[[wildcards.subject], "modality"])
+        raise ValueError(f"sub-{wildcards.subject} has no {wildcards.modality} recording (only {kinds})")
+    row = RECORDINGS.loc[key]
     masks = [m.strip() for m in (row["masks"] or "").split(";") if m.strip()]
-    return {"path": row["path"], "atlas": row["atlas"], "masks": masks, "confounds": row["confounds"],
-            "session": row["session"], "dt": row["dt"], "participant": PARTICIPANTS.get(wildcards.subject, {})}
+    rec = {"path": row["path"], "atlas": row["atlas"], "masks": masks, "confounds": row["confounds"],
+           "session": row["session"], "dt": row["dt"], "participant": PARTICIPANTS.get(wildcards.subject, {})}
+    reference = behaviour_reference(wildcards.subject, wildcards.modality)
+    if reference is not None:  # only then (a new params key would rerun every existing preprocess job)
+        rec["reference"] = reference
+    return rec
+
+
+def behaviour_reference(subject, modality):
+    """A multimodal subject's behaviour row is put on the grid of its neural recording (the first other row):
+    labels and inputs by zero-order hold, continuous measures by linear interpolation."""
+    if modality != "behaviour" or subject not in MULTIMODAL:
+        return None
+    return PREPROCESSED.format(subject=subject, modality=MULTIMODAL[subject][0])
 
 
 def recording_files(wildcards):
@@ -140,7 +163,8 @@ def recording_files(wildcards):
     subject's job with a message naming the file instead of stopping the whole workflow."""
     rec = _recording(wildcards)
     files = [rec["path"], rec["atlas"], *rec["masks"], rec["confounds"]]
-    return [f for f in files if f is not None and Path(f).exists()]
+    present = [f for f in files if f is not None and Path(f).exists()]
+    return present + ([rec["reference"]] if "reference" in rec else [])  # built by this workflow
 
 
 def recording_options(wildcards):
@@ -156,7 +180,14 @@ def prepare_input(wildcards):
     """Demo subjects are prepared from the simulated series, others from their preprocessed recording."""
     if DEMO:
         return SUBJECTS.loc[wildcards.subject, "path"]
+    if wildcards.subject in MULTIMODAL:
+        return MERGED.format(subject=wildcards.subject)
     return PREPROCESSED.format(subject=wildcards.subject, modality=SUBJECTS.loc[wildcards.subject, "modality"])
+
+
+def merge_inputs(wildcards):
+    """A multimodal subject's preprocessed recordings, the neural one first (its modality is kept)."""
+    return [PREPROCESSED.format(subject=wildcards.subject, modality=m) for m in MULTIMODAL[wildcards.subject]]
 
 
 def subject_dt(wildcards):

@@ -11,4 +11,5 @@ with logged(snakemake.log[0]):
         configs[modality] = from_mapping(config_class(modality), snakemake.params.modality_config, modality)
     preprocess_recording(rec["path"], snakemake.output[0], modality=modality, subject=snakemake.wildcards.subject,
                          dt=rec["dt"], session=rec["session"], atlas=rec["atlas"], masks=rec["masks"],
-                         confounds=rec["confounds"], participant=rec["participant"], **configs)
+                         confounds=rec["confounds"], reference=rec.get("reference"),
+                         participant=rec["participant"], **configs)
