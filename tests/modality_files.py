@@ -67,22 +67,47 @@ def write_spikes(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def write_roi_table(path: Path, seed: int = 0, blocks: int = 2, volumes: int = 75) -> Path:
-    """An NBKO-like ROI table: block, volume, three ROI series, one task input and a one-hot 2-phase label."""
+def task_cue(n: int) -> np.ndarray:
+    """The task input at volume k: 1 on the first 3 of every 15 volumes."""
+    return (np.arange(n) % 15 < 3).astype(int)
+
+
+def task_phase(n: int) -> np.ndarray:
+    """The task phase at volume k: 0 and 1 alternating every 25 volumes."""
+    return (np.arange(n) // 25) % 2
+
+
+def write_roi_table(path: Path, seed: int = 0, blocks: int = 2, volumes: int = 75, task: bool = True) -> Path:
+    """An NBKO-like ROI table: block, volume, three ROI series and (``task``) one task input and a one-hot
+    2-phase label."""
     import pandas as pd
 
     rng = np.random.default_rng(seed)
     n = blocks * volumes
     t = np.arange(n) * FMRI_TR
-    cue = (np.arange(n) % 15 < 3).astype(int)
+    cue = task_cue(n)
     df = pd.DataFrame({"block": np.repeat(np.arange(1, blocks + 1), volumes),
                        "volume": np.tile(np.arange(1, volumes + 1), blocks)})
     for k, f in enumerate((0.03, 0.05, 0.08)):
         df[f"roi_{k + 1:02d}"] = np.sin(2 * np.pi * f * t + k) + 0.5 * cue + 0.2 * rng.normal(size=n)
-    df["input_cue"] = cue
-    phase = (np.arange(n) // 25) % 2
-    df["label_1"], df["label_2"] = (phase == 0).astype(int), (phase == 1).astype(int)
+    if task:
+        df["input_cue"] = cue
+        phase = task_phase(n)
+        df["label_1"], df["label_2"] = (phase == 0).astype(int), (phase == 1).astype(int)
     df.to_csv(path, sep="\t", index=False)
+    return path
+
+
+def write_task_samples(path: Path, volumes: int = 150, tr: float = FMRI_TR, step: float = 0.5) -> Path:
+    """The task of :func:`write_roi_table` as its own per-sample behaviour table, sampled every ``step`` s
+    (finer than the TR): time, input_cue and a text label_phase (``encode``/``hold``), constant within a volume."""
+    import pandas as pd
+
+    t = step * np.arange(round(volumes * tr / step))
+    volume = np.floor(t / tr + 1e-9).astype(int)
+    pd.DataFrame({"time": t, "input_cue": task_cue(volumes)[volume],
+                  "label_phase": np.array(["encode", "hold"])[task_phase(volumes)[volume]]}).to_csv(
+        path, sep="\t", index=False)
     return path
 
 

@@ -1,5 +1,7 @@
 """A subject's BOLD and behaviour files joined on one grid into one typed series for MTF."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -62,3 +64,35 @@ def test_merge_errors_name_the_file(other, message):
         merge_series([bold(), other], ["bold", "other"])
     with pytest.raises(DsrpipeError, match="at least two"):
         merge_series([bold()])
+
+
+def test_a_finer_task_table_is_held_at_each_bold_volume_then_merged(tmp_path):
+    """What the workflow does with a subject's fmri + behaviour rows: the behaviour on the BOLD grid, merged."""
+    from modality_files import task_cue, task_phase, write_roi_table, write_task_samples
+
+    from dsrpipe.preprocessing.dispatch import config_class
+    from dsrpipe.preprocessing.merge import merge_files
+
+    bold = preprocess_recording(write_roi_table(tmp_path / "roi.tsv", task=False), tmp_path / "bold.parquet",
+                                modality="fmri", subject="07", fmri=config_class("fmri")(tr=2.0))
+    task = preprocess_recording(write_task_samples(tmp_path / "task.tsv", step=0.5), tmp_path / "task.parquet",
+                                modality="behaviour", subject="07", reference=tmp_path / "bold.parquet")
+    assert task.dt == bold.dt == 2.0 and task.n_samples == bold.n_samples == 150
+    merged = merge_files([tmp_path / "bold.parquet", tmp_path / "task.parquet"], tmp_path / "m.parquet")
+    assert merged.modality == "fmri" and merged.subject == "07"
+    assert merged.channels == ["roi_01", "roi_02", "roi_03", "label_encode", "label_hold", "input_cue"]
+    np.testing.assert_array_equal(merged.data[:, 3:5].argmax(axis=1), task_phase(150))
+    np.testing.assert_array_equal(merged.data[:, 5], task_cue(150))
+    np.testing.assert_array_equal(merged.data[:, :3], bold.data)
+    assert read_timeseries(tmp_path / "m.parquet", types=None).channel_types == merged.channel_types
+
+
+def test_recordings_on_different_grids_fail_naming_both_files(tmp_path):
+    from dsrpipe.preprocessing.merge import merge_files
+
+    write_timeseries(bold(), tmp_path / "bold.parquet")
+    write_timeseries(behaviour(n=2 * T, dt=1.0), tmp_path / "beh.parquet")
+    message = re.escape(f"{tmp_path / 'beh.parquet'}: 120 samples, but {tmp_path / 'bold.parquet'} has 60")
+    with pytest.raises(DsrpipeError, match=message):
+        merge_files([tmp_path / "bold.parquet", tmp_path / "beh.parquet"], tmp_path / "m.parquet")
+    assert not (tmp_path / "m.parquet").exists()
