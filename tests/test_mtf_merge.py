@@ -91,8 +91,10 @@ def test_recordings_on_different_grids_fail_naming_both_files(tmp_path):
     from dsrpipe.preprocessing.merge import merge_files
 
     write_timeseries(bold(), tmp_path / "bold.parquet")
-    write_timeseries(behaviour(n=2 * T, dt=1.0), tmp_path / "beh.parquet")
-    message = re.escape(f"{tmp_path / 'beh.parquet'}: 120 samples, but {tmp_path / 'bold.parquet'} has 60")
+    eeg = TimeSeries(np.zeros((2 * T, 2)), ["c1", "c2"], dt=1.0, subject="07", modality="eeg")
+    write_timeseries(eeg, tmp_path / "eeg.parquet")
+    message = re.escape(f"{tmp_path / 'eeg.parquet'}: 120 samples, but {tmp_path / 'bold.parquet'} has 60; put both "
+                        "on one grid first (same sampling interval and length)")
     with pytest.raises(DsrpipeError, match=message):
-        merge_files([tmp_path / "bold.parquet", tmp_path / "beh.parquet"], tmp_path / "m.parquet")
+        merge_files([tmp_path / "bold.parquet", tmp_path / "eeg.parquet"], tmp_path / "m.parquet")
     assert not (tmp_path / "m.parquet").exists()

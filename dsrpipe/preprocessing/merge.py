@@ -49,9 +49,10 @@ def merge_series(parts: list[TimeSeries], sources: list[str] | None = None, *, s
     first, first_src = parts[0], sources[0]
     for ts, src in zip(parts[1:], sources[1:]):
         if ts.n_samples != first.n_samples:
+            hint = (f" (a behaviour table: dsrpipe preprocess --modality behaviour --reference {first_src})"
+                    if "behaviour" in (ts.modality, first.modality) else " (same sampling interval and length)")
             raise DsrpipeError(f"{src}: {ts.n_samples} samples, but {first_src} has {first.n_samples}; put both on "
-                               "one grid first (a behaviour table: dsrpipe preprocess --modality behaviour "
-                               f"--reference {first_src})")
+                               f"one grid first{hint}")
         same_dt = (ts.dt is None and first.dt is None) or (
             ts.dt is not None and first.dt is not None and math.isclose(ts.dt, first.dt, rel_tol=1e-9))
         if not same_dt:
