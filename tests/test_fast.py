@@ -110,7 +110,8 @@ def test_fast_path_coverage():
 
 
 @pytest.mark.parametrize("overrides", [{}, {"model": "ALRNN", "alpha_mode": "adaptive", "alpha_every": 4,
-                                            "latent_dim": 4, "teacher_noise": 0.05}])
+                                            "latent_dim": 4, "teacher_noise": 0.05},
+                                       {"readout": "affine", "latent_dim": 2}])
 def test_train_many_equals_training_each_alone(lorenz, overrides):
     from dsrpipe.training.batched import train_many
 
