@@ -79,7 +79,8 @@ def test_duplicate_subject_ids_stop_the_workflow_before_any_job(tmp_path):
     proc = snakemake(wd, "-n")
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
-    assert "subjects.tsv" in out and "subject(s) 01" in out and "one row per subject" in out, out[-3000:]
+    assert "subjects.tsv" in out and "sub-01 timeseries: rows 1, 3 (raw/s01.csv, raw/s01.csv)" in out, out[-3000:]
+    assert "one recording per modality" in out and "Keep one of the rows" in out, out[-3000:]
     assert not (wd / "results").exists()
 
 
