@@ -176,3 +176,17 @@ def test_failure_reason_comes_from_the_first_failed_stage(tmp_path):
         f"({folder / 'prepare.log'})")
     assert describe_missing_run("08", "shPLRNN", 0, "eeg", logs=logs).startswith(
         "sub-08 shPLRNN seed 0: no results and no error")
+    # a multimodal subject: its behaviour recording preprocessed fine, the merge failed
+    folder = logs / "sub-09"
+    folder.mkdir()
+    (folder / "preprocess_fmri.log").write_text("10:00:00 INFO dsrpipe: fine\n")
+    (folder / "preprocess_behaviour.log").write_text("10:00:01 INFO dsrpipe: fine\n")
+    with pytest.raises(SystemExit):
+        with logged(str(folder / "merge.log")):
+            raise DsrpipeError("b.parquet: 300 samples, a.parquet: 150; put them on one grid")
+    assert describe_missing_run("09", "shPLRNN", 0, "fmri", logs=logs) == (
+        f"sub-09 shPLRNN seed 0: merge failed: b.parquet: 300 samples, a.parquet: 150; put them on one grid "
+        f"({folder / 'merge.log'})")
+    (folder / "preprocess_behaviour.log").write_text("10:00:01 ERROR dsrpipe: beh.tsv: no data rows\n")
+    assert describe_missing_run("09", "shPLRNN", 0, "fmri", logs=logs).startswith(
+        "sub-09 shPLRNN seed 0: preprocess failed: beh.tsv: no data rows")

@@ -45,13 +45,16 @@ def describe_missing_run(subject: str, setting: str, seed: int | str, modality: 
                          logs: str | os.PathLike = "logs") -> str:
     """``sub-<id> <setting> seed <n>: <stage> failed: <message> (<log file>)``, or why nothing is known.
 
-    The stages are looked at in pipeline order (preprocess, prepare, train,
+    The stages are looked at in pipeline order (preprocess, of every recording
+    of a multimodal subject, its own modality first; merge; prepare, train,
     evaluate); the first whose log holds an error is the cause.
     """
     folder = Path(logs) / f"sub-{subject}"
     run = f"sub-{subject} {setting} seed {seed}"
-    stages = [("preprocess", f"preprocess_{modality or 'timeseries'}.log"), ("prepare", "prepare.log"),
-              ("train", f"model-{setting}_seed-{seed}_train.log"),
+    own = f"preprocess_{modality or 'timeseries'}.log"
+    others = sorted(p.name for p in folder.glob("preprocess_*.log") if p.name != own)
+    stages = [*(("preprocess", name) for name in (own, *others)), ("merge", "merge.log"),
+              ("prepare", "prepare.log"), ("train", f"model-{setting}_seed-{seed}_train.log"),
               ("evaluate", f"model-{setting}_seed-{seed}_evaluate.log")]
     for stage, name in stages:
         message = log_error(folder / name)
