@@ -277,25 +277,12 @@ def _evaluate(model, test, cfg, *, dt, truth, train, readout=None, inputs=None) 
     rms = np.sqrt(np.asarray(dynamics["metrics"]["pe_curve"], dtype=float))
     if not (rms <= DIVERGENCE_NORM).all():  # n-step predictions from the test points leave the bound (or NaN)
         divergence["prediction"] = int(np.flatnonzero(~(rms <= DIVERGENCE_NORM))[0]) + 1
-    stages = [k for k in ("generation", "lyapunov", "prediction") if divergence[k] is not None]
+    stages = divergence_stages(divergence)
     log.info("Lyapunov spectrum %s (%s); %d fixed point(s)", np.round(spectrum, 4).tolist(),
              dynamics["metrics"]["attractor_class"], len(fps))
     metrics: dict[str, Any] = {
         **validation,
-        "lyapunov_spectrum": [float(v) for v in spectrum],
-        "max_lyapunov": float(spectrum[0]),
-        "kaplan_yorke_dimension": float(kaplan_yorke_dimension(spectrum)) if lyap is not None else math.nan,
-        "lyapunov_units": "per time unit" if dt else "per step",
-        "fixed_points": [fp.to_dict() for fp in fps],
-        **dynamics["metrics"],
-        "generated_finite": finite,
-        "diverged": bool(stages),
-        "diverged_stage": stages[0] if stages else None,
-        "diverged_at_step": divergence[stages[0]] if stages else None,
-        "divergence": divergence,
-        "dt": dt,
-        "n_test_samples": int(T),
-        "evaluate_config": to_dict(cfg),
+        **dynamics_record(spectrum, lyap is not None, fps, dynamics["metrics"], finite, divergence, dt, T, cfg),
     }
     if stages:
         log.warning("%s diverges (%s): reported as diverged", model.name,
@@ -314,6 +301,35 @@ def _evaluate(model, test, cfg, *, dt, truth, train, readout=None, inputs=None) 
         std = np.asarray(stdz.get("std", np.ones(N)), dtype=float)
         metrics.update(compare_with_truth(truth, spectrum, fps, mean, std, readout))
     return Evaluation(metrics, gen, fps, dynamics["tables"])
+
+
+def divergence_stages(divergence: dict) -> list[str]:
+    """The evaluation stages (in pipeline order) that saw the model's orbit leave the bound."""
+    return [k for k in ("generation", "lyapunov", "prediction") if divergence[k] is not None]
+
+
+def dynamics_record(spectrum: np.ndarray, has_spectrum: bool, fixed_points: list, dynamics: dict, finite: bool,
+                    divergence: dict, dt: float | None, n_test: int, cfg: EvaluateConfig) -> dict[str, Any]:
+    """The ``metrics.json`` keys every evaluation (GTF and MTF runs) shares: the Lyapunov spectrum and
+    Kaplan-Yorke dimension, fixed points, the attractor analysis of :func:`analyse_dynamics`, and the
+    divergence record (``diverged``, its first stage and step)."""
+    stages = divergence_stages(divergence)
+    return {
+        "lyapunov_spectrum": [float(v) for v in spectrum],
+        "max_lyapunov": float(spectrum[0]),
+        "kaplan_yorke_dimension": float(kaplan_yorke_dimension(spectrum)) if has_spectrum else math.nan,
+        "lyapunov_units": "per time unit" if dt else "per step",
+        "fixed_points": [fp.to_dict() for fp in fixed_points],
+        **dynamics,
+        "generated_finite": finite,
+        "diverged": bool(stages),
+        "diverged_stage": stages[0] if stages else None,
+        "diverged_at_step": divergence[stages[0]] if stages else None,
+        "divergence": divergence,
+        "dt": dt,
+        "n_test_samples": int(n_test),
+        "evaluate_config": to_dict(cfg),
+    }
 
 
 def analyse_dynamics(model: LatentModel, x: np.ndarray, lyap: LyapunovResult, inits: np.ndarray,

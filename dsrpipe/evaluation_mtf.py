@@ -38,14 +38,13 @@ import torch
 
 from dsrpipe import DsrpipeError
 from dsrpipe.analysis import (
-    kaplan_yorke_dimension,
     power_spectrum_distance,
     state_space_divergence,
     state_space_divergence_gmm,
 )
 from dsrpipe.analysis.divergence import DIVERGENCE_NORM, OrbitDivergedError, first_divergence
 from dsrpipe.analysis.lyapunov import lyapunov_analysis, single_threaded
-from dsrpipe.config import EvaluateConfig, to_dict
+from dsrpipe.config import EvaluateConfig
 from dsrpipe.io.atomic import atomic_path, write_json
 from dsrpipe.io.timeseries import CONTINUOUS, COUNT, TimeSeries, write_timeseries
 from dsrpipe.paths import BASINS_FILE, CYCLES_FILE, LYAPUNOV_FILE
@@ -212,7 +211,7 @@ def evaluate_mtf(model: MultimodalPLRNN, run_cfg: dict, test: TimeSeries, cfg: E
     ``generated`` (T, N) on the modelled channels' scale, ``fixed_points`` and ``tables``."""
     from dsrpipe.analysis.baselines import BASELINES
     from dsrpipe.analysis.metrics import prediction_error_curve
-    from dsrpipe.evaluation import analyse_dynamics, validation_metrics
+    from dsrpipe.evaluation import analyse_dynamics, dynamics_record, validation_metrics
 
     mtf = run_cfg["mtf"]
     spec = mtf["spec"]
@@ -256,7 +255,6 @@ def evaluate_mtf(model: MultimodalPLRNN, run_cfg: dict, test: TimeSeries, cfg: E
     rms = np.sqrt(curve)
     if not (rms <= DIVERGENCE_NORM).all():
         divergence["prediction"] = int(np.flatnonzero(~(rms <= DIVERGENCE_NORM))[0]) + 1
-    stages = [k for k in ("generation", "lyapunov", "prediction") if divergence[k] is not None]
     rng = np.random.default_rng(cfg.seed)
     inits = z_forced[rng.choice(T, size=min(T, 100), replace=False)]
     dynamics = analyse_dynamics(latent, z_forced, lyap, inits, cfg, dt)
@@ -270,20 +268,7 @@ def evaluate_mtf(model: MultimodalPLRNN, run_cfg: dict, test: TimeSeries, cfg: E
         "main_view": main["name"],
         "views": {v["name"]: {"kind": v["kind"], "channels": v["channels"]} for v in spec["views"]},
         "cross_modal": cross,
-        "lyapunov_spectrum": [float(v) for v in spectrum],
-        "max_lyapunov": float(spectrum[0]),
-        "kaplan_yorke_dimension": float(kaplan_yorke_dimension(spectrum)) if lyap is not None else math.nan,
-        "lyapunov_units": "per time unit" if dt else "per step",
-        "fixed_points": [fp.to_dict() for fp in fps],
-        **dyn,
-        "generated_finite": finite,
-        "diverged": bool(stages),
-        "diverged_stage": stages[0] if stages else None,
-        "diverged_at_step": divergence[stages[0]] if stages else None,
-        "divergence": divergence,
-        "dt": dt,
-        "n_test_samples": int(T),
-        "evaluate_config": to_dict(cfg),
+        **dynamics_record(spectrum, lyap is not None, fps, dyn, finite, divergence, dt, T, cfg),
     }
     if train is not None and main["kind"] != "poisson":
         x_train = train.select(CONTINUOUS).data if CONTINUOUS in train.channel_types else train.data
