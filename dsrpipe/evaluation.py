@@ -519,10 +519,18 @@ def evaluate_run(
     if generated_out is not None:
         write_timeseries(TimeSeries(gen, test.channels, dt=test.dt, subject=test.subject, modality=test.modality,
                                     meta={"generated_by": str(run_dir)}), generated_out)
+    write_analysis_outputs(metrics, fps, tables, metrics_out, fixed_points_out, cycles_out, basins_out, lyapunov_out)
+    return metrics
+
+
+def write_analysis_outputs(metrics: dict, fixed_points: list, tables: dict[str, pd.DataFrame], metrics_out,
+                           fixed_points_out=None, cycles_out=None, basins_out=None, lyapunov_out=None) -> None:
+    """Write the fixed points, the cycles/basins/Lyapunov tables (beside ``metrics_out`` unless given)
+    and, last, ``metrics.json``, each atomically; shared by GTF and MTF evaluation."""
     if fixed_points_out is not None:
         table = pd.DataFrame(
             [{**{f"z{i}": v for i, v in enumerate(fp.z)}, "stable": fp.stable,
-              "max_abs_eigenvalue": float(np.max(np.abs(fp.eigenvalues)))} for fp in fps]
+              "max_abs_eigenvalue": float(np.max(np.abs(fp.eigenvalues)))} for fp in fixed_points]
         )
         with atomic_path(fixed_points_out) as tmp:
             table.to_parquet(tmp, index=False)
@@ -532,4 +540,3 @@ def evaluate_run(
         with atomic_path(path) as tmp:
             tables[name].to_parquet(tmp, index=False)
     write_json(metrics, metrics_out)
-    return metrics

@@ -29,11 +29,9 @@ from __future__ import annotations
 import logging
 import math
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from dsrpipe import DsrpipeError
@@ -45,9 +43,7 @@ from dsrpipe.analysis import (
 from dsrpipe.analysis.divergence import DIVERGENCE_NORM, OrbitDivergedError, first_divergence
 from dsrpipe.analysis.lyapunov import lyapunov_analysis, single_threaded
 from dsrpipe.config import EvaluateConfig
-from dsrpipe.io.atomic import atomic_path, write_json
 from dsrpipe.io.timeseries import CONTINUOUS, COUNT, TimeSeries, write_timeseries
-from dsrpipe.paths import BASINS_FILE, CYCLES_FILE, LYAPUNOV_FILE
 from dsrpipe.training.mtf_model import MultimodalPLRNN, View
 from dsrpipe.training.mtf_views import DYNAMIC_KINDS, series_to_views
 
@@ -324,18 +320,10 @@ def evaluate_mtf_run(run_dir: str | os.PathLike, test: TimeSeries | str | os.Pat
     if generated_out is not None:
         write_timeseries(TimeSeries(result["generated"], result["channels"], dt=test.dt, subject=test.subject,
                                     modality=test.modality, meta={"generated_by": str(run_dir)}), generated_out)
-    if fixed_points_out is not None:
-        table = pd.DataFrame([{**{f"z{i}": v for i, v in enumerate(fp.z)}, "stable": fp.stable,
-                               "max_abs_eigenvalue": float(np.max(np.abs(fp.eigenvalues)))}
-                              for fp in result["fixed_points"]])
-        with atomic_path(fixed_points_out) as tmp:
-            table.to_parquet(tmp, index=False)
-    here = Path(metrics_out).parent
-    for name, path in (("cycles", cycles_out or here / CYCLES_FILE), ("basins", basins_out or here / BASINS_FILE),
-                       ("lyapunov", lyapunov_out or here / LYAPUNOV_FILE)):
-        with atomic_path(path) as tmp:
-            result["tables"][name].to_parquet(tmp, index=False)
-    write_json(metrics, metrics_out)
+    from dsrpipe.evaluation import write_analysis_outputs
+
+    write_analysis_outputs(metrics, result["fixed_points"], result["tables"], metrics_out, fixed_points_out,
+                           cycles_out, basins_out, lyapunov_out)
     return metrics
 
 
@@ -343,7 +331,7 @@ def validation_scores_mtf(model: MultimodalPLRNN, spec: dict, views: dict[str, V
                           inputs: np.ndarray | None) -> dict[str, Any]:
     """D_stsp and D_H of the generated main view on a validation tail (restart selection), as
     :func:`dsrpipe.training.selection.validation_scores` for GTF runs."""
-    from dsrpipe.training.selection import GMM_FROM_CHANNELS
+    from dsrpipe.training.selection import score_generated
 
     main = _main_view(spec)
     x = _stack(model, views, inputs)
@@ -351,10 +339,6 @@ def validation_scores_mtf(model: MultimodalPLRNN, spec: dict, views: dict[str, V
     _, decoded, bad = generate_mtf(model, x, inputs, T, int(round(0.25 * T)))
     target = _observed(main, np.asarray(views[main["name"]].data))
     gen = _observed(main, decoded[main["name"]])
-    if bad is not None or not np.isfinite(gen).all():
+    if bad is not None:
         return {"d_stsp": math.inf, "d_h": math.inf, "method": None}
-    if target.shape[1] >= GMM_FROM_CHANNELS:
-        d_stsp, method = state_space_divergence_gmm(target, gen, seed=0), "gmm"
-    else:
-        d_stsp, method = state_space_divergence(target, gen, n_bins=30), "binning"
-    return {"d_stsp": float(d_stsp), "d_h": float(power_spectrum_distance(target, gen)), "method": method}
+    return score_generated(target, gen)

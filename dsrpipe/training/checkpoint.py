@@ -48,6 +48,17 @@ def config_hash(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _write_model_and_log(run_dir, model, history: pd.DataFrame) -> Path:
+    """``model.pt`` (state dict) and ``training_log.parquet``, atomically; config.json comes after."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run_dir / MODEL_FILE) as tmp:
+        torch.save(model.state_dict(), tmp)
+    with atomic_path(run_dir / TRAIN_LOG_FILE) as tmp:
+        history.to_parquet(tmp, index=False)
+    return run_dir
+
+
 def save_run(run_dir: str | os.PathLike, model: LatentModel, history: pd.DataFrame, info: dict[str, Any],
              readout: Readout | None = None) -> None:
     """Write ``model.pt`` (state dict), ``training_log.parquet`` and ``config.json``.
@@ -56,12 +67,7 @@ def save_run(run_dir: str | os.PathLike, model: LatentModel, history: pd.DataFra
     ``readout``, exactly (JSON floats round-trip). ``config.json`` is written
     last: its presence marks a complete run.
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(run_dir / MODEL_FILE) as tmp:
-        torch.save(model.state_dict(), tmp)
-    with atomic_path(run_dir / TRAIN_LOG_FILE) as tmp:
-        history.to_parquet(tmp, index=False)
+    run_dir = _write_model_and_log(run_dir, model, history)
     config = {
         "dsrpipe_version": __version__,
         "software": software_versions(),
@@ -123,12 +129,7 @@ def save_multimodal_run(run_dir: str | os.PathLike, model, history: pd.DataFrame
     """Write an MTF run: ``model.pt`` (the whole multimodal state dict), ``training_log.parquet`` and
     ``config.json`` (``method: mtf``; ``model`` describes the latent model; ``info`` must hold ``mtf``
     with the view spec, ``forcing_dim`` and ``encoder_kernel``). ``config.json`` is written last."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(run_dir / MODEL_FILE) as tmp:
-        torch.save(model.state_dict(), tmp)
-    with atomic_path(run_dir / TRAIN_LOG_FILE) as tmp:
-        history.to_parquet(tmp, index=False)
+    run_dir = _write_model_and_log(run_dir, model, history)
     latent = model.latent
     config = {
         "dsrpipe_version": __version__,

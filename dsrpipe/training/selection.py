@@ -31,7 +31,6 @@ GMM_FROM_CHANNELS = 6
 
 def validation_scores(model, readout, x_val: np.ndarray, inputs: np.ndarray | None = None) -> dict:
     """D_stsp and D_H of the free-running model on the validation tail ``x_val`` (T, N)."""
-    from dsrpipe.analysis import power_spectrum_distance, state_space_divergence, state_space_divergence_gmm
     from dsrpipe.models.readout import generate_observations
 
     T = len(x_val)
@@ -40,7 +39,14 @@ def validation_scores(model, readout, x_val: np.ndarray, inputs: np.ndarray | No
     if inputs is not None:
         # inputs during the dropped transient are unknown: repeat the tail's inputs
         u = np.concatenate([np.resize(inputs, (n_drop, inputs.shape[1])), inputs]) if n_drop else inputs
-    gen = generate_observations(model, readout, x_val[0], T, n_drop, u)
+    return score_generated(x_val, generate_observations(model, readout, x_val[0], T, n_drop, u))
+
+
+def score_generated(x_val: np.ndarray, gen: np.ndarray) -> dict:
+    """Validation D_stsp (GMM from GMM_FROM_CHANNELS channels, else binned) and D_H of a generated
+    series against the held-out tail; inf for a non-finite orbit."""
+    from dsrpipe.analysis import power_spectrum_distance, state_space_divergence, state_space_divergence_gmm
+
     if not np.isfinite(gen).all():
         return {"d_stsp": math.inf, "d_h": math.inf, "method": None}
     if x_val.shape[1] >= GMM_FROM_CHANNELS:
