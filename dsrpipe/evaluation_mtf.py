@@ -17,6 +17,10 @@ The test segment becomes the run's views (:mod:`dsrpipe.training.mtf_views`). Th
   generated orbit (time-aligned through the inputs) is reported too.
 - **dynamics**: Lyapunov spectrum, fixed points, cycles and basins of the latent model
   (:func:`dsrpipe.evaluation.analyse_dynamics` on the forced latent test trajectory).
+- **observation fit** (:func:`observation_fit_table`, written as ``observation_fit.parquet``): per
+  dynamic view the observed test data, the decoded means from the forced and from the generated
+  latent trajectory (BOLD through the HRF, Poisson rates exp(Gamma z + g)), and those latent
+  trajectories; the report draws the BOLD fit and rates vs counts from it.
 
 References
 ----------
@@ -29,9 +33,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from dsrpipe import DsrpipeError
@@ -43,7 +49,9 @@ from dsrpipe.analysis import (
 from dsrpipe.analysis.divergence import DIVERGENCE_NORM, OrbitDivergedError, first_divergence
 from dsrpipe.analysis.lyapunov import lyapunov_analysis, single_threaded
 from dsrpipe.config import EvaluateConfig
+from dsrpipe.io.atomic import atomic_path
 from dsrpipe.io.timeseries import CONTINUOUS, COUNT, TimeSeries, write_timeseries
+from dsrpipe.paths import OBSERVATION_FIT_FILE
 from dsrpipe.training.mtf_model import MultimodalPLRNN, View
 from dsrpipe.training.mtf_views import DYNAMIC_KINDS, series_to_views
 
@@ -201,10 +209,59 @@ def cross_modal_scores(model: MultimodalPLRNN, views: dict[str, View], x: torch.
     return out
 
 
+@torch.no_grad()
+def observation_fit_table(model: MultimodalPLRNN, spec: dict, views: dict[str, View], z_forced: np.ndarray,
+                          z_generated: np.ndarray, decoded: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The test segment seen through each dynamic view's observation model, one row per test sample.
+
+    Parameters
+    ----------
+    model : MultimodalPLRNN
+    spec : dict
+        The run's view spec (``config.json``'s ``mtf.spec``).
+    views : dict of str to View
+        The test segment's views (:func:`~dsrpipe.training.mtf_views.series_to_views`).
+    z_forced : ndarray, shape (T, M)
+        The GTF-forced latent test trajectory (:func:`_forced`).
+    z_generated : ndarray, shape (T, M)
+        The generated latent orbit, aligned with the test samples (:func:`generate_mtf`).
+    decoded : dict of str to ndarray
+        Each view decoded from ``z_generated`` (:func:`generate_mtf`; an fMRI view with the dropped
+        transient as HRF history).
+
+    Returns
+    -------
+    DataFrame
+        ``step`` (0 .. T-1), then for each channel ``c`` of a gaussian, fmri or poisson view
+        ``observed:c`` (the view's data: prepared BOLD or continuous values, raw counts),
+        ``forced:c`` and ``generated:c`` (the decoder's mean from the forced and the generated latent
+        trajectory: HRF-convolved BOLD, Poisson rates in counts per sample), and for the K decoded
+        latent units ``latent_forced:z<i>`` and ``latent_generated:z<i>`` (i = 1 .. K).
+    """
+    K = model.forcing_dim
+    from_forced = model.decode(torch.as_tensor(np.asarray(z_forced), dtype=torch.float64))
+    T = len(z_forced)
+    columns: dict[str, np.ndarray] = {"step": np.arange(T)}
+    for v in spec["views"]:
+        if v["kind"] not in DYNAMIC_KINDS:
+            continue
+        observed = np.asarray(views[v["name"]].data, dtype=np.float64).reshape(T, -1)
+        forced = from_forced[v["name"]].numpy()
+        generated = np.asarray(decoded[v["name"]], dtype=np.float64)
+        for j, c in enumerate(v["channels"]):
+            columns.update({f"observed:{c}": observed[:, j], f"forced:{c}": forced[:, j],
+                            f"generated:{c}": generated[:, j]})
+    for i in range(K):
+        columns[f"latent_forced:z{i + 1}"] = np.asarray(z_forced)[:, i]
+        columns[f"latent_generated:z{i + 1}"] = np.asarray(z_generated)[:, i]
+    return pd.DataFrame(columns)
+
+
 def evaluate_mtf(model: MultimodalPLRNN, run_cfg: dict, test: TimeSeries, cfg: EvaluateConfig, *,
                  dt: float | None = None, train: TimeSeries | None = None, source: str = "test") -> dict[str, Any]:
     """Metrics of an MTF model on the test series (every channel type); returns ``metrics``,
-    ``generated`` (T, N) on the modelled channels' scale, ``fixed_points`` and ``tables``."""
+    ``generated`` (T, N) on the modelled channels' scale, ``fixed_points``, ``tables`` and ``fit``
+    (:func:`observation_fit_table`)."""
     from dsrpipe.analysis.baselines import BASELINES
     from dsrpipe.analysis.metrics import prediction_error_curve
     from dsrpipe.evaluation import analyse_dynamics, dynamics_record, validation_metrics
@@ -217,7 +274,7 @@ def evaluate_mtf(model: MultimodalPLRNN, run_cfg: dict, test: TimeSeries, cfg: E
     n_drop = int(round(0.25 * T))
     main = _main_view(spec)
     target = _observed(main, np.asarray(views[main["name"]].data))
-    _, decoded, bad = generate_mtf(model, x, inputs, T, n_drop)
+    z_gen, decoded, bad = generate_mtf(model, x, inputs, T, n_drop)
     gen = _observed(main, decoded[main["name"]])
     finite = bool(np.isfinite(gen).all())
     divergence = {"bound": DIVERGENCE_NORM, "generation": bad, "lyapunov": None, "prediction": None}
@@ -281,16 +338,19 @@ def evaluate_mtf(model: MultimodalPLRNN, run_cfg: dict, test: TimeSeries, cfg: E
         if v["kind"] in DYNAMIC_KINDS:
             columns.update(zip(v["channels"], _observed(v, decoded[v["name"]]).T))
     generated = np.column_stack([columns[c] for c in channels])
+    fit = observation_fit_table(model, spec, views, z_forced, z_gen, decoded)
     return {"metrics": metrics, "generated": generated, "channels": channels, "fixed_points": fps,
-            "tables": dynamics["tables"]}
+            "tables": dynamics["tables"], "fit": fit}
 
 
 def evaluate_mtf_run(run_dir: str | os.PathLike, test: TimeSeries | str | os.PathLike, cfg: EvaluateConfig,
                      metrics_out: str | os.PathLike, *, generated_out=None, fixed_points_out=None, cycles_out=None,
                      basins_out=None, lyapunov_out=None, dt: float | None = None, truth: dict | None = None,
                      train: TimeSeries | str | os.PathLike | None = None,
-                     inputs: np.ndarray | None = None) -> dict[str, Any]:
-    """:func:`dsrpipe.evaluation.evaluate_run` for an MTF run (same outputs). ``test`` is a series file
+                     inputs: np.ndarray | None = None, fit_out=None) -> dict[str, Any]:
+    """:func:`dsrpipe.evaluation.evaluate_run` for an MTF run (same outputs, and the observation fit,
+    :func:`observation_fit_table`, as ``fit_out``, by default ``observation_fit.parquet`` beside
+    ``metrics_out``). ``test`` is a series file
     (read with every channel type) or a series holding every channel type of the training file
     (``load_series(path, types=None)``); ``inputs`` is unused (the test series carries them);
     ``truth`` is not compared for MTF runs (logged)."""
@@ -320,6 +380,8 @@ def evaluate_mtf_run(run_dir: str | os.PathLike, test: TimeSeries | str | os.Pat
     if generated_out is not None:
         write_timeseries(TimeSeries(result["generated"], result["channels"], dt=test.dt, subject=test.subject,
                                     modality=test.modality, meta={"generated_by": str(run_dir)}), generated_out)
+    with atomic_path(fit_out or Path(metrics_out).parent / OBSERVATION_FIT_FILE) as tmp:
+        result["fit"].to_parquet(tmp, index=False)
     from dsrpipe.evaluation import write_analysis_outputs
 
     write_analysis_outputs(metrics, result["fixed_points"], result["tables"], metrics_out, fixed_points_out,

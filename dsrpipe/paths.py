@@ -53,3 +53,4 @@ LYAPUNOV_FILE = "lyapunov.parquet"
 FIXED_POINTS_FILE = "fixed_points.parquet"
 CYCLES_FILE = "cycles.parquet"
 BASINS_FILE = "basins.parquet"
+OBSERVATION_FIT_FILE = "observation_fit.parquet"  # MTF runs: data vs decoded means per view (BOLD fit, rates)

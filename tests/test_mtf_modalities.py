@@ -51,6 +51,45 @@ def test_modality_trains_and_evaluates_with_mtf(kind, views, cross, tmp_path):
         assert (counts == pre.data[: len(counts)]).all()
     train_file(tmp_path / "train.parquet", tmp_path / "run", TRAIN)
     metrics = evaluate_run(tmp_path / "run", tmp_path / "test.parquet", EVAL, tmp_path / "run" / "metrics.json",
-                           train=tmp_path / "train.parquet")
+                           train=tmp_path / "train.parquet", generated_out=tmp_path / "run" / "generated.parquet")
     assert metrics["method"] == "mtf" and set(metrics["cross_modal"]) == cross
     assert metrics["modality"] == modality and metrics["d_stsp"] >= 0
+    check_observation_fit(tmp_path, kind, spec)
+
+
+def check_observation_fit(tmp_path, kind, spec):
+    """The evaluation's observation fit: the test segment per dynamic view, decoded from the forced and the
+    generated latent trajectory; the run figures draw the BOLD fit (fMRI) or rates vs counts (spikes)."""
+    import numpy as np
+    import pandas as pd
+
+    from dsrpipe.reporting.run_figures import _bold_figure, _rates_figure, load_run
+
+    test = load_series(tmp_path / "test.parquet", types=None)
+    views, _ = series_to_views(test, spec)
+    fit = pd.read_parquet(tmp_path / "run" / "observation_fit.parquet")
+    dynamic = [v for v in spec["views"] if v["kind"] in ("gaussian", "fmri", "poisson")]
+    channels = [c for v in dynamic for c in v["channels"]]
+    K = sum(c.startswith("latent_forced:") for c in fit.columns)
+    assert K >= 1 and list(fit.columns) == ["step", *[f"{p}:{c}" for c in channels
+                                                      for p in ("observed", "forced", "generated")],
+                                           *[f"latent_{p}:z{i}" for i in range(1, K + 1)
+                                             for p in ("forced", "generated")]]
+    assert len(fit) == test.n_samples and (fit["step"] == np.arange(test.n_samples)).all()
+    for v in dynamic:  # observed = what the view's decoder is fitted to (raw counts for a Poisson view)
+        np.testing.assert_array_equal(fit[[f"observed:{c}" for c in v["channels"]]].to_numpy(), views[v["name"]].data)
+    if kind == "spikes":
+        rates = fit[[c for c in fit.columns if c.startswith(("forced:", "generated:"))]].to_numpy()
+        assert (rates > 0).all()  # exp(Gamma z + g)
+    assert np.isfinite(fit.to_numpy()).all()
+    run = load_run(tmp_path / "run" / "metrics.json", tmp_path / "test.parquet")
+    figs = {name: fig for name, fig in (("bold_fit", _bold_figure(run)), ("rates", _rates_figure(run)))
+            if fig is not None}  # the two figures run_figures adds for fMRI and spikes runs
+    if kind in ("nifti", "roi_table"):  # 3 ROIs (observed, forced, generated) + the latent panel
+        assert "rates" not in figs and len(figs["bold_fit"].axes) == 4
+        assert [len(ax.get_lines()) for ax in figs["bold_fit"].axes[:3]] == [3, 3, 3]
+        assert len(figs["bold_fit"].axes[3].get_lines()) == min(K, 5)
+    elif kind == "spikes":  # 3 units + the mean-rate panel
+        assert "bold_fit" not in figs and len(figs["rates"].axes) == 4
+    else:
+        assert "bold_fit" not in figs and "rates" not in figs

@@ -16,6 +16,11 @@ Figures, by name (:data:`FIGURES`; a figure whose data the run lacks is left out
 ``lyapunov``     running Lyapunov estimates and the final spectrum (true exponents when known)
 ``cycles``       fixed points and k-cycles on the generated attractor, filled = stable
 ``basins``       basin map on the data's PCA plane with the test data on top
+``bold_fit``     fMRI (MTF with the HRF decoder): observed BOLD vs BOLD predicted through the HRF from the
+                 forced and the generated latent trajectory, and the forced latent trajectory
+``rates``        spikes: binned counts vs the rates the model decodes (MTF Poisson view: exp(Gamma z + g) of the
+                 forced and generated latent trajectories) or generates (GTF on counts: the generated series
+                 mapped back to counts per bin through the stored standardisation)
 """
 
 from __future__ import annotations
@@ -34,14 +39,14 @@ from matplotlib.figure import Figure
 
 from dsrpipe import DsrpipeError
 from dsrpipe.paths import (BASINS_FILE, CONFIG_FILE, CYCLES_FILE, GENERATED_FILE, LYAPUNOV_FILE,
-                           TRAIN_LOG_FILE)
-from dsrpipe.reporting import analysis_figures, figures
+                           OBSERVATION_FIT_FILE, TRAIN_LOG_FILE)
+from dsrpipe.reporting import analysis_figures, figures, observation_figures
 from dsrpipe.reporting.html import figure_to_png_bytes
 
 logger = logging.getLogger(__name__)
 
 FIGURES_DIR = "figures"  # inside a run folder: <name>.png for each of FIGURES
-FIGURES = ("training", "timeseries", "spectra", "pe_curve", "lyapunov", "cycles", "basins")
+FIGURES = ("training", "timeseries", "spectra", "pe_curve", "lyapunov", "cycles", "basins", "bold_fit", "rates")
 COLORS = 32  # PNG palette size: dense orbit plots shrink ~4x
 DPI = 72
 
@@ -78,7 +83,9 @@ def load_run(metrics_path: str | os.PathLike, test_path: str | os.PathLike,
         (training log), ``channels``, ``channel_types``, ``label``,
         ``run_dir``, and the evaluation tables ``cycles``, ``basins``,
         ``lyapunov`` and the ``readout`` spec from ``config.json`` (each None
-        when the run has no such file, e.g. a run evaluated by an older version).
+        when the run has no such file, e.g. a run evaluated by an older version),
+        ``fit`` (an MTF run's observation fit, else None), the test series'
+        ``modality``, ``sample_dt`` and ``standardisation`` (mean, std per channel).
     """
     from dsrpipe.io.timeseries import read_timeseries
 
@@ -109,6 +116,11 @@ def load_run(metrics_path: str | os.PathLike, test_path: str | os.PathLike,
         "basins": _read_parquet(run_dir / BASINS_FILE, required=False),
         "lyapunov": _read_parquet(run_dir / LYAPUNOV_FILE, required=False),
         "readout": readout,
+        "fit": (_read_parquet(run_dir / OBSERVATION_FIT_FILE, required=False)
+                if metrics.get("method") == "mtf" else None),  # a GTF run's folder never has a current one
+        "modality": test.modality,
+        "sample_dt": test.dt,
+        "standardisation": test.meta.get("standardisation"),
     }
 
 
@@ -185,6 +197,63 @@ def _basins_figure(run: dict[str, Any]) -> Figure | None:
     return analysis_figures.plot_basins(grid, u, v, attractors, data=scores)
 
 
+def _fit_columns(fit: pd.DataFrame, channels: list[str], kind: str) -> np.ndarray | None:
+    cols = [f"{kind}:{c}" for c in channels]
+    return fit[cols].to_numpy(float) if set(cols) <= set(fit.columns) else None
+
+
+def _view_channels(run: dict[str, Any], kind: str) -> list[str]:
+    views = (run["metrics"].get("views") or {}).values()
+    return [c for v in views if v.get("kind") == kind for c in v.get("channels", [])]
+
+
+def _bold_figure(run: dict[str, Any]) -> Figure | None:
+    fit, channels = run.get("fit"), _view_channels(run, "fmri")
+    if fit is None or not channels:
+        return None
+    observed, forced = _fit_columns(fit, channels, "observed"), _fit_columns(fit, channels, "forced")
+    if observed is None or forced is None:
+        raise DsrpipeError(f"{run['run_dir']}/{OBSERVATION_FIT_FILE}: lacks the observed/forced columns of the "
+                           f"fmri view's channels {channels[:3]}")
+    latent = fit[[c for c in fit.columns if c.startswith("latent_forced:")]].to_numpy(float)
+    return observation_figures.plot_bold_fit(observed, forced, _fit_columns(fit, channels, "generated"),
+                                             latent if latent.shape[1] else None, channels,
+                                             dt=run.get("sample_dt") or run["metrics"].get("dt"))
+
+
+def _counts_from_standardised(run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """A GTF run on binned counts: (counts, generated expected counts), both mapped back through the
+    test file's standardisation; None when the modelled channels are not all counts."""
+    types, stdz = run.get("channel_types") or [], run.get("standardisation") or {}
+    n = len(run["channels"])
+    mean, std = stdz.get("mean"), stdz.get("std")
+    if not types or set(types) != {"count"} or not (isinstance(mean, list) and isinstance(std, list)
+                                                     and len(mean) == len(std) == n):
+        return None
+    mean, std = np.asarray(mean, float), np.asarray(std, float)
+    xt, xg = np.asarray(run["x_true"], float), np.asarray(run["x_gen"], float)
+    T = min(len(xt), len(xg))
+    return np.round(xt[:T] * std + mean), np.clip(xg[:T] * std + mean, 0, None)
+
+
+def _rates_figure(run: dict[str, Any]) -> Figure | None:
+    dt = run.get("sample_dt") or run["metrics"].get("dt")
+    fit, channels = run.get("fit"), _view_channels(run, "poisson")
+    if fit is not None and channels:
+        counts = _fit_columns(fit, channels, "observed")
+        rates = {f"decoded, {k}": _fit_columns(fit, channels, k) for k in ("forced", "generated")}
+        if counts is None or any(r is None for r in rates.values()):
+            raise DsrpipeError(f"{run['run_dir']}/{OBSERVATION_FIT_FILE}: lacks the columns of the poisson "
+                               f"view's channels {channels[:3]}")
+        return observation_figures.plot_rates_vs_counts(counts, rates, channels, dt=dt)
+    if run.get("modality") != "spikes" or run["metrics"].get("method") == "mtf":
+        return None
+    mapped = _counts_from_standardised(run)
+    if mapped is None:  # smoothed sqrt rates: the counts are not in the prepared files
+        return None
+    return observation_figures.plot_rates_vs_counts(mapped[0], {"generated": mapped[1]}, run["channels"], dt=dt)
+
+
 def run_figures(run: dict[str, Any]) -> dict[str, Figure]:
     """The figures of one run, by name (the order of :data:`FIGURES`).
 
@@ -198,7 +267,7 @@ def run_figures(run: dict[str, Any]) -> dict[str, Figure]:
     -------
     dict of str to Figure
         Figures whose data the run lacks (no PE curve, no Lyapunov trace, no
-        cycles or basins table) are left out.
+        cycles or basins table, not an fMRI/spikes run) are left out.
     """
     m = run["metrics"]
     dt = m.get("dt")
@@ -217,7 +286,8 @@ def run_figures(run: dict[str, Any]) -> dict[str, Figure]:
         out["lyapunov"] = analysis_figures.plot_lyapunov_convergence(
             lyap["step"].to_numpy(float), lyap[cols].to_numpy(float), units=m.get("lyapunov_units", "per step"),
             truth=truth or None, spectrum=m.get("lyapunov_spectrum"))
-    for name, make in (("cycles", _cycles_figure), ("basins", _basins_figure)):
+    for name, make in (("cycles", _cycles_figure), ("basins", _basins_figure), ("bold_fit", _bold_figure),
+                       ("rates", _rates_figure)):
         fig = make(run)
         if fig is not None:
             out[name] = fig
