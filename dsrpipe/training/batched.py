@@ -108,16 +108,24 @@ def train_many(
     ``train(x_train, replace(cfg, seed=seed, backend="numba"), inputs=inputs)``
     except for wall times.
 
+    With ``device: cuda`` or ``backend: torch`` (or, under ``backend: auto``, a setting
+    the fused kernel does not cover) the models are trained by the batched PyTorch path
+    instead, :func:`dsrpipe.training.batched_torch.train_many_torch` (equal to
+    ``train(..., backend="torch")`` per seed up to rounding).
+
     Raises
     ------
     DsrpipeError
-        When the fused kernel does not cover the setting.
+        When ``backend: numba`` is asked for a setting the fused kernel does not cover,
+        or the PyTorch path is chosen for a setting it does not cover (adaptive alpha).
     """
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise DsrpipeError("train_many needs at least one seed")
-    if cfg.device != "cpu":
-        raise DsrpipeError("train_many runs the fused CPU kernel; use device: cpu")
+    if cfg.device != "cpu" or cfg.backend == "torch":
+        from dsrpipe.training.batched_torch import train_many_torch
+
+        return train_many_torch(x_train, cfg, seeds, inputs=inputs, threads=threads)
     torch.set_num_threads(cfg.threads)
     numba.set_num_threads(min(threads or cfg.threads, numba.config.NUMBA_NUM_THREADS))
     x_train = np.asarray(x_train)
@@ -138,7 +146,13 @@ def train_many(
         samplers.append(SubsequenceSampler(data, cfg.seq_len, cfg.batch_size, generator))
     available, why = fast_path_available(models[0], readouts[0], cfg)
     if not available:
-        raise DsrpipeError(f"train_many needs the fused kernel, which does not cover this setting ({why})")
+        if cfg.backend == "numba":
+            raise DsrpipeError(f"train_many needs the fused kernel, which does not cover this setting ({why})")
+        from dsrpipe.training.batched_torch import train_many_torch
+
+        log.info("no fused kernel for this setting (%s); training the %d models with the batched PyTorch path",
+                 why, len(seeds))
+        return train_many_torch(x_train, cfg, seeds, inputs=inputs, threads=threads)
     tau = None
     if cfg.forcing == "stf":
         tau = cfg.stf_tau or estimate_stf_tau(x_train)

@@ -128,10 +128,14 @@ def train_file_many(data_path: str | os.PathLike, run_dirs: dict[int, str | os.P
     """Train one model per seed (the keys of ``run_dirs``) on one file, together in one process
     (:func:`dsrpipe.training.batched.train_many`), and write each run directory as
     :func:`train_file` would. Each model equals the one ``train_file`` trains with its seed
-    on the fused kernel. A seed that diverges is retrained alone under the divergence
-    policy; settings the fused kernel does not cover are trained one after another.
+    on the fused kernel, or, with ``device: cuda``, ``backend: torch`` or a setting without a
+    kernel, on the PyTorch path (trained together by
+    :func:`dsrpipe.training.batched_torch.train_many_torch`; equal up to rounding). A seed
+    that diverges is retrained alone under the divergence policy; settings neither batched
+    path covers (MTF; adaptive alpha on the PyTorch path) are trained one after another.
     """
     from dsrpipe.training.batched import train_many
+    from dsrpipe.training.batched_torch import torch_many_available
     from dsrpipe.training.fast import fast_path_available
     from dsrpipe.training.loop import build_from_config
 
@@ -145,12 +149,17 @@ def train_file_many(data_path: str | os.PathLike, run_dirs: dict[int, str | os.P
     x, u = data.fit()
     model, readout = build_from_config(cfg, x.shape[1], 0 if u is None else u.shape[1])
     available, why = fast_path_available(model, readout, cfg)
-    if not available or cfg.backend == "torch" or cfg.device != "cpu" or len(seeds) == 1:
+    torch_path = not available or cfg.backend == "torch" or cfg.device != "cpu"
+    torch_ok, torch_why = torch_many_available(cfg)
+    if len(seeds) == 1 or (torch_path and not torch_ok):
         log.info("training %d seeds one after another (%s)", len(seeds),
-                 why or f"backend {cfg.backend}, device {cfg.device}")
+                 "one seed" if len(seeds) == 1 else torch_why)
         for seed in seeds:
             train_file(data_path, run_dirs[seed], dataclasses.replace(cfg, seed=seed))
         return
+    if torch_path:
+        log.info("training %d seeds together with the batched PyTorch path (%s)", len(seeds),
+                 why or f"backend {cfg.backend}, device {cfg.device}")
     results = train_many(x, cfg, seeds, inputs=u, threads=threads)
     failed = []
     for item in results:
