@@ -7,6 +7,8 @@ optimiser step draws each model's batch from its own seeded sampler (as
 the model axis. Each model's result is the one ``train`` gives with the same
 seed and ``backend: numba`` (``tests/test_fast.py`` checks it). A model whose
 loss turns non-finite stops there and reports its error; the others go on.
+With ``device: cuda`` or ``backend: torch`` the same call trains the models on a
+model axis in PyTorch instead (:mod:`dsrpipe.training.batched_torch`).
 """
 
 from __future__ import annotations
