@@ -181,16 +181,22 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """Group report: grouped summaries and a group comparison."""
+    """Group report: grouped summaries, a group comparison and metric-vs-covariate scatter plots
+    (``scatter_covariates``: None draws every numeric covariate, an empty tuple none)."""
 
     group_by: tuple[str, ...] = ()
     compare_column: str | None = None
     compare_groups: tuple[str, ...] = ()
     compare_metric: str = "d_stsp"
     permutations: int = 10_000
+    scatter_metrics: tuple[str, ...] = ("max_lyapunov", "d_stsp")
+    scatter_covariates: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "group_by", tuple(self.group_by))
+        object.__setattr__(self, "scatter_metrics", tuple(self.scatter_metrics))
+        if self.scatter_covariates is not None:
+            object.__setattr__(self, "scatter_covariates", tuple(self.scatter_covariates))
         object.__setattr__(self, "compare_groups", tuple(str(g) for g in self.compare_groups))
         _check(self.compare_column is None or len(self.compare_groups) == 2,
                "report.compare_groups must name exactly two groups when report.compare_column is set")

@@ -133,6 +133,14 @@ def _quality_section(quality: dict) -> ReportSection:
                          [("Ranking", ranking), ("Median and MAD by group", quality["grouped"])])
 
 
+def _scatter_section(pngs: dict[str, bytes], stats: pd.DataFrame | None) -> ReportSection:
+    text = ("Each subject's reported run against its covariates (from the subjects table or "
+            "participants.tsv): one point per subject, Spearman's rank correlation and its two-sided "
+            "p-value in each title (no correction for the number of plots).")
+    tables = [("Spearman correlations", stats)] if stats is not None and len(stats) else []
+    return ReportSection("Metrics vs covariates", text, list(pngs.values()), tables, anchor="covariates")
+
+
 def _error(e: float | None) -> str:
     return "no match" if e is None or not np.isfinite(e) else f"{float(e):.3g}"
 
@@ -196,6 +204,8 @@ def build_group_report(
     title: str = "dsrpipe group report",
     dpi: int = 72,
     quality: dict | None = None,
+    scatter: dict[str, bytes] | None = None,
+    scatter_stats: pd.DataFrame | None = None,
 ) -> str:
     """Build the group HTML report.
 
@@ -224,6 +234,9 @@ def build_group_report(
     quality : dict, optional
         ``ranking`` and ``grouped`` tables and an optional ``comparison`` (see
         :func:`dsrpipe.reporting.stage.quality_tables`), shown after the overview.
+    scatter : dict of str to bytes, optional
+        Metric-vs-covariate scatter plots as PNG (:func:`dsrpipe.reporting.stage.covariate_scatter`);
+        a "Metrics vs covariates" section with ``scatter_stats`` (Spearman table) when non-empty.
 
     Returns
     -------
@@ -242,8 +255,11 @@ def build_group_report(
     sections.append(_runs_section(group_df))
     if quality:
         sections.append(_quality_section(quality))
+    if scatter:
+        sections.append(_scatter_section(scatter, scatter_stats))
     for i, run in enumerate(runs):
         sections.append(_run_section(run, i, dpi))
-    logger.info("group report: %d run sections, %d failed", len(sections) - 2 - bool(failed) - bool(quality),
+    logger.info("group report: %d run sections, %d failed",
+                len(sections) - 2 - bool(failed) - bool(quality) - bool(scatter),
                 len(failed))
     return render_report(sections, title, dpi=dpi)

@@ -66,6 +66,25 @@ def quality_tables(table: pd.DataFrame, report: ReportConfig) -> dict:
     return out
 
 
+def covariate_scatter(table: pd.DataFrame, covariates: Sequence[str], report: ReportConfig,
+                      out_dir: str | os.PathLike | None = None) -> tuple[dict[str, bytes], pd.DataFrame]:
+    """The scatter plots of ``report.scatter_metrics`` against the numeric covariate columns
+    (:mod:`dsrpipe.reporting.covariates`) as PNG bytes by name, and their Spearman table; the PNGs are
+    also written to ``out_dir`` (atomically, the folder replaced whole) when given."""
+    from dsrpipe.reporting import covariates as cov
+    from dsrpipe.reporting.html import figure_to_png_bytes
+    from dsrpipe.reporting.run_figures import COLORS, DPI, write_pngs
+
+    columns = cov.scatter_columns(table, covariates, report)
+    stats = cov.scatter_stats(table, columns, report)
+    pngs = {name: figure_to_png_bytes(fig, DPI, COLORS)
+            for name, fig in cov.scatter_figures(table, columns, report).items()}
+    if out_dir is not None:
+        write_pngs(pngs, out_dir)
+    log.info("group: %d metric-vs-covariate scatter plot(s) over %s", len(pngs), columns or "no numeric covariate")
+    return pngs, stats
+
+
 def run_group(
     metrics_paths: Sequence[str | os.PathLike],
     test_paths: Sequence[str | os.PathLike],
@@ -78,6 +97,7 @@ def run_group(
     report: ReportConfig | None = None,
     covariates: dict[str, dict] | None = None,
     figure_dirs: Sequence[str | os.PathLike] | None = None,
+    scatter_dir: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Aggregate runs into ``table_out`` (one row per run), ``summary_out`` (median, MAD per metric)
     and the self-contained HTML report ``report_out``.
@@ -89,7 +109,9 @@ def run_group(
     ``covariates`` (subject -> {column: value}) joins subject covariates; ``report``
     chooses grouped summaries and a group comparison for the report's quality section.
     ``figure_dirs`` (one per run, in the run's own folder) receives each run's report figures as PNGs
-    (:mod:`dsrpipe.reporting.run_figures`), the same ones the HTML report embeds.
+    (:mod:`dsrpipe.reporting.run_figures`), the same ones the HTML report embeds. The report's
+    metric-vs-covariate scatter plots (:func:`covariate_scatter`) are written to ``scatter_dir``
+    when given (the folder is written, empty when no numeric covariate is drawn).
     """
     metrics_paths = [Path(p) for p in metrics_paths]
     test_paths = [Path(p) for p in test_paths]
@@ -110,9 +132,12 @@ def run_group(
         grid = settings_table(settings).rename(columns=lambda c: c if c == "setting" else f"setting_{c}")
         table = table.merge(grid, left_on="model", right_on="setting", how="left").drop(columns="setting")
     report = report or ReportConfig()
+    before = set(table.columns)
     table = flag_baselines(add_covariates(table, covariates or {}))
     summary = summarise(table)
     quality = quality_tables(table, report)
+    scatter, scatter_table = covariate_scatter(table, [c for c in table.columns if c not in before
+                                                       and c != "beats_baselines"], report, scatter_dir)
     if figure_dirs is not None:
         figure_dirs = [Path(p) for p in figure_dirs]
         wrong = [str(d) for d, m in zip(figure_dirs, metrics_paths) if d.parent != m.parent]
@@ -121,7 +146,8 @@ def run_group(
                                f"the metrics files; got {len(figure_dirs)} for {len(metrics_paths)} runs"
                                + (f", misplaced: {wrong[:3]}" if wrong else ""))
     runs = _runs(metrics_paths, test_paths, labels, figure_dirs)
-    html = build_group_report(runs, summary, table, failed=failed, quality=quality)
+    html = build_group_report(runs, summary, table, failed=failed, quality=quality, scatter=scatter,
+                              scatter_stats=scatter_table)
     with atomic_path(table_out) as tmp:
         table.to_parquet(tmp, index=False)
     with atomic_path(summary_out) as tmp:

@@ -28,6 +28,15 @@ rule report_group:
         table=GROUP_OUTPUTS[0],
         summary=GROUP_OUTPUTS[1],
         report=report(GROUP_OUTPUTS[2], caption="../report/group.rst", category="Group"),
+        # metric-vs-covariate scatter plots (report.scatter_*); empty when no numeric covariate is drawn
+        scatter=report(
+            directory(str(paths.group_file("scatter", RESULTS))),
+            patterns=["{figure}.png"],
+            caption="../report/scatter.rst",
+            category="Group",
+            subcategory="metrics vs covariates",
+            labels={"figure": "{figure}"},
+        ),
         # each run's figures folder (in the order of all_runs), in `snakemake --report` by subject and run
         figures=[
             report(

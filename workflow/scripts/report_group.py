@@ -10,4 +10,5 @@ with logged(snakemake.log[0]):
               failed=snakemake.params.failed, settings=snakemake.params.settings,
               report=from_mapping(ReportConfig, snakemake.params.report, "report"),
               covariates=snakemake.params.covariates,
-              figure_dirs=getattr(snakemake.output, "figures", None))  # report_available: HTML only
+              figure_dirs=getattr(snakemake.output, "figures", None),  # report_available: HTML only
+              scatter_dir=getattr(snakemake.output, "scatter", None))
