@@ -6,7 +6,9 @@ autograd, gradient-norm clipping and ``torch.optim.RAdam``, float64. Against it:
 
 * ``numba``: the fused kernel for one model (``NumbaStepper``, 1 thread);
 * ``many``: ``train_many`` with R models of the same setting in one process (a Numba
-  prange over models), per model and step, batch sampling included.
+  prange over models), per model and step, batch sampling included;
+* ``torch batched``: ``train_many_torch`` (the GPU path, here on the CPU, 1 thread): R models
+  on a model axis in PyTorch (vmap over the models), per model and step, sampling included.
 
 CPU time of this process is printed next to wall time: on a shared machine wall time
 includes time other jobs held the cores. ``--compile`` also measures the first-call
@@ -33,6 +35,7 @@ from dsrpipe.config import TrainConfig
 from dsrpipe.models import build_model
 from dsrpipe.models.readout import Readout
 from dsrpipe.training.batched import train_many
+from dsrpipe.training.batched_torch import train_many_torch
 from dsrpipe.training.fast import NumbaStepper
 from dsrpipe.training.forcing import forcing_weights
 from dsrpipe.training.loop import TorchStepper
@@ -76,6 +79,24 @@ def time_many(M, L, S, T, R, threads, steps, readout="identity") -> tuple[float,
     _, cpu_short = run(2)
     wall, cpu = run(steps + 2)
     return wall / ((steps + 2) * R), (cpu - cpu_short) / (steps * R)
+
+
+def time_many_torch(M, L, S, T, R, steps, readout="identity") -> tuple[float, float]:
+    """(wall, cpu) seconds per model and step of ``train_many_torch`` with R models on 1 thread,
+    measured as :func:`time_many` measures ``train_many``."""
+    x = np.random.default_rng(0).standard_normal((2000, M))
+
+    def run(n):
+        cfg = TrainConfig(latent_dim=M, hidden_dim=L, batch_size=S, seq_len=T, epochs=1, batches_per_epoch=n,
+                          threads=1, readout=readout)
+        c0 = time.process_time()
+        out = train_many_torch(x, cfg, range(R), threads=1)
+        return out[0].result.history["wall_time_s"].iloc[-1], time.process_time() - c0
+
+    run(1)  # warm-up (imports, allocator)
+    _, cpu_short = run(1)
+    wall, cpu = run(steps + 1)
+    return wall / ((steps + 1) * R), (cpu - cpu_short) / (steps * R)
 
 
 def compile_cost() -> None:
@@ -127,6 +148,9 @@ def main() -> None:
     for (M, L, S, T), (cfg, batches, weights) in cases.items():
         rows[(M, L, S, T)].append(("torch (baseline)", time_stepper(make_stepper("torch", M, L, cfg),
                                                                     batches[: max(10, args.steps // 4)], weights)))
+    for M, L, S, T in cases:  # torch too, so before any Numba parallel region
+        rows[(M, L, S, T)].append((f"torch batched R={args.models}",
+                                   time_many_torch(M, L, S, T, args.models, max(3, args.steps // 20), args.readout)))
     for (M, L, S, T), (cfg, batches, weights) in cases.items():
         rows[(M, L, S, T)].append(("numba", time_stepper(make_stepper("numba", M, L, cfg), batches, weights)))
     for M, L, S, T in cases:

@@ -36,8 +36,8 @@ def assert_same_model(a, b, atol=1e-10):
     sa = {**a.model.state_dict(), **{f"readout.{k}": v for k, v in a.readout.state_dict().items()}}
     sb = {**b.model.state_dict(), **{f"readout.{k}": v for k, v in b.readout.state_dict().items()}}
     assert sa.keys() == sb.keys()
-    for k in sa:
-        np.testing.assert_allclose(sa[k].numpy(), sb[k].numpy(), rtol=0, atol=atol, err_msg=k)
+    for k, value in sa.items():
+        np.testing.assert_allclose(value.numpy(), sb[k].numpy(), rtol=0, atol=atol, err_msg=k)
 
 
 SETTINGS = {  # TrainConfig overrides, and whether to pass inputs
@@ -87,7 +87,8 @@ def test_gradient_clipping_is_per_model():
         TorchStepper(model, readout, dataclasses.replace(cfg, grad_clip_norm=None)).step(batches[r], 1e-2, weights)
         norms.append(float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()
                                                                   if p.grad is not None]))))
-    clip = 0.5 * (sorted(norms)[-1] + sorted(norms)[-2])
+    top, second = sorted(norms)[-1], sorted(norms)[-2]
+    clip = 0.5 * (top + second)
     assert sum(n > clip for n in norms) == 1  # exactly one model is clipped
     cfg = dataclasses.replace(cfg, grad_clip_norm=clip)
     pairs = build()
