@@ -102,7 +102,8 @@ def train_many(
         no checkpoints.
     seeds : the R seeds
     inputs : ndarray, shape (T, K), optional
-    threads : Numba threads for the loop over models (default ``cfg.threads``).
+    threads : Numba threads for the loop over models (default ``cfg.threads``; torch threads
+        on the PyTorch path).
 
     Returns
     -------
