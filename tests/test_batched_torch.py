@@ -45,6 +45,7 @@ SETTINGS = {  # TrainConfig overrides, and whether to pass inputs
     "stf-affine-inputs-regularised-noise": ({"forcing": "stf", "stf_tau": 4, "readout": "affine", "latent_dim": 4,
                                              "l2": 1e-2, "mar_fraction": 0.5, "teacher_noise": 0.05}, True),
     "PLRNN-identity-M>N": ({"model": "PLRNN", "latent_dim": 5, "lr_schedule": "cosine"}, False),
+    "adaptive-ALRNN": ({"model": "ALRNN", "latent_dim": 4, "alpha_mode": "adaptive", "alpha_every": 3}, False),
 }
 
 
@@ -52,7 +53,7 @@ SETTINGS = {  # TrainConfig overrides, and whether to pass inputs
 def test_batched_models_equal_each_trained_alone(lorenz, setting):
     """R = 3 seeds on one model axis follow, per model, the parameters of the per-model torch
     path (same seeds, batches, clipping (0.5: active), RAdam steps past the rectification at
-    step 5, lr decay) to rounding."""
+    step 5, lr decay, each model's own adaptive alpha) to rounding."""
     overrides, with_inputs = SETTINGS[setting]
     cfg = TrainConfig(hidden_dim=8, epochs=2, batches_per_epoch=4, seq_len=12, batch_size=3, grad_clip_norm=0.5,
                       lr=1e-2, **overrides)
@@ -65,6 +66,9 @@ def test_batched_models_equal_each_trained_alone(lorenz, setting):
         assert_same_model(item.result, alone)
     # the seeds give different models (the comparison above is not between copies of one model)
     assert not torch.equal(many[0].result.model.A, many[1].result.model.A)
+    if cfg.alpha_mode == "adaptive":  # alpha moved, differently per model
+        final = [m.result.history["alpha"].iloc[-1] for m in many]
+        assert 1.0 not in final and len(set(final)) == len(SEEDS), final
 
 
 def test_gradient_clipping_is_per_model():
@@ -133,20 +137,20 @@ def test_a_diverging_model_stops_alone(lorenz):
     assert set(outcome) == {"diverged", "ok"}, outcome  # both cases happened in one run
 
 
-def test_adaptive_alpha_and_missing_gpu_are_refused(lorenz):
+def test_unsupported_settings_are_refused(lorenz):
     cfg = TrainConfig(hidden_dim=6, epochs=1, batches_per_epoch=1, seq_len=12, batch_size=2)
-    with pytest.raises(DsrpipeError, match="adaptive alpha"):
-        train_many_torch(lorenz, dataclasses.replace(cfg, alpha_mode="adaptive"), [0, 1])
-    with pytest.raises(DsrpipeError, match="adaptive alpha"):  # train_many dispatches to it
-        train_many(lorenz, dataclasses.replace(cfg, alpha_mode="adaptive", backend="torch"), [0, 1])
-    if not torch.cuda.is_available():
+    with pytest.raises(DsrpipeError, match="no batched PyTorch path for train.method mtf"):
+        train_many_torch(lorenz, dataclasses.replace(cfg, method="mtf"), [0, 1])
+    with pytest.raises(DsrpipeError, match="numba"):
+        train_many_torch(lorenz, dataclasses.replace(cfg, backend="numba"), [0, 1])
+    if not torch.cuda.is_available():  # train_many dispatches device cuda to the PyTorch path
         with pytest.raises(DsrpipeError, match="cuda"):
             train_many(lorenz, dataclasses.replace(cfg, device="cuda"), [0, 1])
 
 
 def test_train_file_many_dispatch(lorenz, tmp_path, caplog):
     """backend torch: the seeds train together on the batched PyTorch path (and equal
-    train_file alone); with adaptive alpha they train one after another, and the log says so."""
+    train_file alone), and the log says so; one seed trains alone."""
     from dsrpipe.training.run import train_file, train_file_many
 
     path = tmp_path / "x.npy"
@@ -164,7 +168,6 @@ def test_train_file_many_dispatch(lorenz, tmp_path, caplog):
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=0, atol=1e-12) for k in a)
 
     caplog.clear()
-    adaptive = dataclasses.replace(cfg, alpha_mode="adaptive")
-    train_file_many(path, {0: tmp_path / "b0", 1: tmp_path / "b1"}, adaptive)
-    assert "one after another (the batched PyTorch path has no per-model adaptive alpha" in caplog.text
-    assert json.loads((tmp_path / "b0" / "config.json").read_text())["backend"] == "torch"
+    train_file_many(path, {3: tmp_path / "b3"}, cfg)
+    assert "training 1 seeds one after another (one seed)" in caplog.text
+    assert json.loads((tmp_path / "b3" / "config.json").read_text())["backend"] == "torch"

@@ -120,7 +120,7 @@ def train_many(
     ------
     DsrpipeError
         When ``backend: numba`` is asked for a setting the fused kernel does not cover,
-        or the PyTorch path is chosen for a setting it does not cover (adaptive alpha).
+        or ``device: cuda`` without a GPU.
     """
     seeds = [int(s) for s in seeds]
     if not seeds:

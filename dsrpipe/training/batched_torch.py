@@ -18,12 +18,11 @@ shared by models that step together. So model r's result equals
 (``tests/test_batched_torch.py``). A model whose loss turns non-finite stops there and
 reports its error; its gradients are zeroed from then on and the others go on.
 
-Covered: every registered model with the identity or affine readout, GTF with a fixed
-alpha, STF, external inputs, teacher noise, L2 and manifold-attractor regularisation, on
-``device: cpu`` or ``cuda``. Not covered: adaptive alpha (each model's forcing weights would
-differ, and the rollout branches on the weight of each step, which ``vmap`` cannot batch);
-:func:`train_many_torch` raises for it and :func:`dsrpipe.training.run.train_file_many` trains
-such seeds one after another. No checkpoints (like ``train_many``).
+Covered: every registered model with the identity or affine readout, GTF with a fixed or
+adaptive alpha (each model its own schedule, its forcing weights a row of a per-model weight
+array), STF, external inputs, teacher noise, L2 and manifold-attractor regularisation, on
+``device: cpu`` or ``cuda``. Not covered: MTF (its own trainer). No checkpoints (like
+``train_many``).
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from dsrpipe import DsrpipeError
 from dsrpipe.config import TrainConfig
 from dsrpipe.training.data import SubsequenceSampler
-from dsrpipe.training.forcing import estimate_stf_tau, forced_loss, forcing_weights
+from dsrpipe.training.forcing import AdaptiveAlpha, estimate_stf_tau, forced_loss, forcing_weights
 from dsrpipe.training.loop import (
     EpochRecord,
     TrainingDivergedError,
@@ -64,8 +63,6 @@ def torch_many_available(cfg: TrainConfig) -> tuple[bool, str]:
     """Whether :func:`train_many_torch` covers ``cfg``, and if not, why."""
     if getattr(cfg, "method", "gtf") != "gtf":
         return False, f"no batched PyTorch path for train.method {cfg.method}"
-    if cfg.alpha_mode != "fixed":
-        return False, "the batched PyTorch path has no per-model adaptive alpha (train.alpha_mode adaptive)"
     return True, ""
 
 
@@ -78,10 +75,10 @@ class _Pair(nn.Module):
         self.l2, self.mar_fraction, self.mar_lambda = cfg.l2, cfg.mar_fraction, cfg.mar_lambda
 
     def forward(self, batch, weights, inputs=None):
-        """The reported loss and the objective differentiated (loss plus regularisation),
-        exactly as ``TorchStepper.step`` forms them."""
-        loss, _ = forced_loss(self.model, self.readout, batch, weights, inputs)
-        return loss, loss + regularisation(self.model, self.l2, self.mar_fraction, self.mar_lambda)
+        """The reported loss, the objective differentiated (loss plus regularisation, exactly
+        as ``TorchStepper.step`` forms them) and the forced states (for adaptive alpha)."""
+        loss, states = forced_loss(self.model, self.readout, batch, weights, inputs)
+        return loss, loss + regularisation(self.model, self.l2, self.mar_fraction, self.mar_lambda), states
 
 
 class BatchedTorchStepper:
@@ -103,12 +100,18 @@ class BatchedTorchStepper:
         self.R = len(pairs)
         self.clip = cfg.grad_clip_norm
         self.optimiser = torch.optim.RAdam(list(self.params.values()), lr=cfg.lr)
+        #: the forced states (R, S, T, M) of the last step's rollouts
+        self.states: torch.Tensor | None = None
 
         def one(params, batch, weights, inputs):
             return functional_call(self._template, params, (batch, weights, inputs))
 
-        self._with_inputs = vmap(one, in_dims=(0, 0, None, 0))
-        self._without_inputs = vmap(lambda p, b, w: one(p, b, w, None), in_dims=(0, 0, None))
+        # weights: shared (T,) or one row per model (R, T); inputs: (R, ...) or none
+        self._losses = {
+            (per_model, True): vmap(one, in_dims=(0, 0, 0 if per_model else None, 0)) for per_model in (False, True)}
+        self._losses.update({
+            (per_model, False): vmap(lambda p, b, w: one(p, b, w, None), in_dims=(0, 0, 0 if per_model else None))
+            for per_model in (False, True)})
 
     def _per_model(self, mask: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         return mask.reshape(self.R, *([1] * (grad.ndim - 1)))
@@ -119,15 +122,16 @@ class BatchedTorchStepper:
         that diverged at this step). Models with ``active`` False (a bool (R,) tensor on the
         parameters' device) get zero gradients.
 
-        batches : (R, S, T + 1, N); weights : (T,) shared by all models; inputs : (R, S, T + 1, K)
+        batches : (R, S, T + 1, N); weights : (T,) shared by all models (may stay on the CPU),
+        or (R, T) one row per model (on the parameters' device); inputs : (R, S, T + 1, K)
         """
         for group in self.optimiser.param_groups:
             group["lr"] = lr
         self.optimiser.zero_grad(set_to_none=True)
-        if inputs is None:
-            loss, objective = self._without_inputs(self.params, batches, weights)
-        else:
-            loss, objective = self._with_inputs(self.params, batches, weights, inputs)
+        vmapped = self._losses[(weights.ndim == 2, inputs is not None)]
+        args = (self.params, batches, weights) + (() if inputs is None else (inputs,))
+        loss, objective, states = vmapped(*args)
+        self.states = states.detach()
         ok = active & torch.isfinite(loss.detach())
         objective.sum().backward()  # model r's slice of every gradient is d(objective_r)
         grads = [p.grad for p in self.params.values() if p.grad is not None]
@@ -227,7 +231,15 @@ def train_many_torch(
     if cfg.forcing == "stf":
         tau = cfg.stf_tau or estimate_stf_tau(x_train)
     R, S, T = len(seeds), cfg.batch_size, cfg.seq_len
-    weights = forcing_weights(cfg.forcing, T, cfg.alpha, tau)  # on the CPU, as in train()
+    schedules = [AdaptiveAlpha(start=1.0, every=cfg.alpha_every) for _ in seeds] if cfg.alpha_mode == "adaptive" \
+        else None
+
+    def weights_of(r: int) -> torch.Tensor:
+        alpha = schedules[r].alpha if schedules is not None else cfg.alpha
+        return forcing_weights(cfg.forcing, T, alpha, tau)
+
+    # fixed alpha: one (T,) row for all, on the CPU as in train(); adaptive: a row per model
+    weights = weights_of(0) if schedules is None else torch.stack([weights_of(r) for r in range(R)]).to(device)
     stack = BatchedTorchStepper(models, readouts, cfg)
     X = torch.zeros((R, S, T + 1, N), dtype=torch.float64, device=device)
     U = torch.zeros((R, S, T + 1, n_inputs), dtype=torch.float64, device=device) if n_inputs else None
@@ -235,9 +247,10 @@ def train_many_torch(
     errors: list[TrainingDivergedError | None] = [None] * R
     records: list[list[EpochRecord]] = [[] for _ in seeds]
     log.info("training %d %s models together with the batched PyTorch path (vmap over models, device %s, "
-             "%d torch threads)", R, models[0].name, device.type, torch.get_num_threads())
+             "%d torch threads%s)", R, models[0].name, device.type, torch.get_num_threads(),
+             ", adaptive alpha per model" if schedules else "")
     start = time.perf_counter()
-    alpha = cfg.alpha if cfg.forcing == "gtf" else 1.0 / tau
+    n_steps = 0
     for epoch in range(1, cfg.epochs + 1):
         lr = learning_rate(cfg, epoch)
         totals = [0.0] * R
@@ -251,6 +264,7 @@ def train_many_torch(
                 X[r] = batch
                 if n_inputs:
                     U[r] = window[..., N:]
+            n_steps += 1
             losses = stack.step(X, lr, weights, torch.from_numpy(active).to(device), U)
             for r in np.flatnonzero(active):
                 value = float(losses[r])
@@ -261,6 +275,11 @@ def train_many_torch(
                     active[r] = False
                     continue
                 totals[r] += value
+                if schedules is not None and schedules[r].due(n_steps):
+                    # as train(): the updated parameters, the forced states of this step's rollout
+                    stack.unpack(r)
+                    schedules[r].update(schedules[r].estimate(models[r], stack.states[r]))
+                    weights[r] = weights_of(r).to(device)
         wall = time.perf_counter() - start
         finite = stack.finite()
         for r in np.flatnonzero(active):
@@ -268,6 +287,7 @@ def train_many_torch(
                 errors[r] = TrainingDivergedError(f"training diverged: non-finite parameters after epoch {epoch}")
                 active[r] = False
                 continue
+            alpha = schedules[r].alpha if schedules is not None else (cfg.alpha if cfg.forcing == "gtf" else 1.0 / tau)
             records[r].append(EpochRecord(epoch, totals[r] / cfg.batches_per_epoch, alpha, lr, wall))
         if not active.any():
             break

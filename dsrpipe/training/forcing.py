@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 import torch
+from torch._C._functorch import is_batchedtensor
 
 from dsrpipe import DsrpipeError
 from dsrpipe.models.base import LatentModel
@@ -86,7 +87,9 @@ def forced_rollout(
         z = model.step(z, None if inputs is None else inputs[:, t])
         preds.append(observe(z))
         a = weights[t - 1]
-        if a != 0:
+        # per-model weights under torch.func.vmap (training/batched_torch.py) cannot be branched
+        # on: every step is forced there, and a = 0 then leaves z unchanged (z + 0 (x - z) = z)
+        if is_batchedtensor(a) or a != 0:
             forced = z[:, :k] + a * (targets[:, t] - z[:, :k])
             z = forced if k == M else torch.cat([forced, z[:, k:]], dim=-1)
     return torch.stack(preds, dim=1), torch.stack(states, dim=1)

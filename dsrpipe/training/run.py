@@ -131,8 +131,8 @@ def train_file_many(data_path: str | os.PathLike, run_dirs: dict[int, str | os.P
     on the fused kernel, or, with ``device: cuda``, ``backend: torch`` or a setting without a
     kernel, on the PyTorch path (trained together by
     :func:`dsrpipe.training.batched_torch.train_many_torch`; equal up to rounding). A seed
-    that diverges is retrained alone under the divergence policy; settings neither batched
-    path covers (MTF; adaptive alpha on the PyTorch path) are trained one after another.
+    that diverges is retrained alone under the divergence policy; MTF seeds are trained one
+    after another.
     """
     from dsrpipe.training.batched import train_many
     from dsrpipe.training.batched_torch import torch_many_available
