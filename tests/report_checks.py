@@ -93,7 +93,7 @@ def check_snakemake_report(workdir: Path, timeout: int = 300) -> Path:
     """Run ``snakemake --report report.zip`` in a finished workflow folder and check its contents.
 
     Asserts that the command succeeds, that the zip holds exactly the group
-    ``report.html`` and every PNG of every run's ``figures/`` folder under
+    ``report.html``, the group's scatter PNGs and every PNG of every run's ``figures/`` folder under
     ``results/`` (same bytes), that each subject has its category and each
     run its subcategory, and that the run caption was rendered. Returns the zip's path.
     """
@@ -114,6 +114,7 @@ def check_snakemake_report(workdir: Path, timeout: int = 300) -> Path:
         pngs = sorted((run / FIGURES_DIR).glob("*.png"))
         assert {p.stem for p in pngs} >= {"training", "timeseries", "spectra"}, f"{run}: figures {pngs}"
         expected += pngs
+    expected += sorted((workdir / "results" / "group" / "scatter").glob("*.png"))  # metric-vs-covariate plots
     missing = [str(p.relative_to(workdir)) for p in expected if (p.name, p.read_bytes()) not in stored]
     assert not missing, f"not in {out}: {missing}"
     assert len(stored) == len(expected), f"{out}: {len(stored)} files registered, expected {len(expected)}"

@@ -117,3 +117,29 @@ def test_cross_modal_scores_of_constant_decoders():
     expected = np.mean([np.corrcoef(np.exp(z[:, i] + float(model.decoders["p"].g[i].detach())), counts[:, i])[0, 1]
                         for i in range(2)])
     assert scores["p"]["rate_correlation"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_observation_fit_table_by_hand():
+    """The BOLD predicted from the forced trajectory: B (sum_tau h_tau z_{t-tau}) + b with z_t = z_0 before
+    the segment, by numpy; the generated columns are the decoded orbit; observed = the view's data."""
+    from dsrpipe.evaluation_mtf import observation_fit_table
+
+    model, views, inputs = model_and_data("fmri")
+    x = _stack(model, views, inputs)
+    z = _forced(model, x, 0.5, 2, None).numpy()
+    rng = np.random.default_rng(3)
+    z_gen, decoded = rng.normal(size=(T, M)), {"x": rng.normal(size=(T, 3))}
+    spec = {"views": [{"name": "x", "kind": "fmri", "channels": ["a", "b", "c"]},
+                      {"name": "lab", "kind": "categorical", "channels": ["lab"]}]}
+    fit = observation_fit_table(model, spec, views, z, z_gen, decoded)
+    dec = model.decoders["x"]
+    h = dec.hrf.numpy()
+    padded = np.vstack([np.repeat(z[:1, :K], len(h) - 1, axis=0), z[:, :K]])
+    conv = np.array([sum(h[tau] * padded[len(h) - 1 + t - tau] for tau in range(len(h))) for t in range(T)])
+    expected = conv @ dec.gaussian.B.detach().numpy().T + dec.gaussian.b.detach().numpy()
+    np.testing.assert_allclose(fit[["forced:a", "forced:b", "forced:c"]].to_numpy(), expected, rtol=1e-10)
+    np.testing.assert_array_equal(fit[["generated:a", "generated:b", "generated:c"]].to_numpy(), decoded["x"])
+    np.testing.assert_array_equal(fit[["observed:a", "observed:b", "observed:c"]].to_numpy(), views["x"].data)
+    np.testing.assert_array_equal(fit[[f"latent_forced:z{i}" for i in range(1, K + 1)]].to_numpy(), z[:, :K])
+    np.testing.assert_array_equal(fit["latent_generated:z2"].to_numpy(), z_gen[:, 1])
+    assert len(fit) == T and not [c for c in fit.columns if "lab" in c]  # labels are not in the fit
