@@ -86,7 +86,7 @@ def test_spearman_by_hand_and_scatter_title():
     fig = plot_covariate_scatter([20, 30, 40, 50], [0.1, 0.2, 0.3, 0.4], covariate_name="age",
                                  metric_name="max_lyapunov", groups=["eeg", "eeg", "fmri", "fmri"])
     ax = fig.axes[0]
-    assert ax.get_title().startswith("max_lyapunov vs age: Spearman rho = 1.00, p = ")
+    assert ax.get_title().startswith("max_lyapunov vs age\nSpearman rho = 1.00, p = ")
     assert "(n = 4)" in ax.get_title() and ax.get_xlabel() == "age" and len(ax.collections) == 2
     assert figure_to_png_bytes(fig, 30).startswith(b"\x89PNG")  # drawing errors only show at render time
     assert "undefined" in plot_covariate_scatter([1, 2], [3, 4], covariate_name="a", metric_name="b").axes[0].get_title()

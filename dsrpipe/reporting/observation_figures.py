@@ -200,7 +200,7 @@ def plot_covariate_scatter(covariate: Sequence[float], metric: Sequence[float], 
     Returns
     -------
     Figure
-        One Axes; title ``<metric> vs <covariate>: Spearman rho = .., p = .. (n = ..)``.
+        One Axes; title ``<metric> vs <covariate>`` and, below, ``Spearman rho = .., p = .. (n = ..)``.
     """
     x, y = np.asarray(covariate, dtype=float), np.asarray(metric, dtype=float)
     if x.shape != y.shape or x.ndim != 1:
@@ -220,5 +220,5 @@ def plot_covariate_scatter(covariate: Sequence[float], metric: Sequence[float], 
     ax.set_xlabel(covariate_name)
     ax.set_ylabel(metric_name)
     stat = "undefined" if not np.isfinite(rho) else f"{rho:.2f}, p = {p:.3g}"
-    ax.set_title(f"{metric_name} vs {covariate_name}: Spearman rho = {stat} (n = {n})", fontsize=8)
+    ax.set_title(f"{metric_name} vs {covariate_name}\nSpearman rho = {stat} (n = {n})", fontsize=8)
     return fig
