@@ -17,7 +17,8 @@ from dsrpipe.training.forcing import forced_loss, forcing_weights
 
 SIZES = {"hidden_dim": 12, "n_bases": 3, "n_relu": 2}
 #: (forcing weights, latent_dim, inputs K, readout): GTF with M = N, STF, GTF with inputs and
-#: M > N; the affine readout with M > N, M < N and M = N
+#: M > N; the affine readout with M > N, M < N and M = N; M >= DOT_MIN_M (the shallow
+#: kernels' tiled reductions over M instead of rank-4 updates)
 SETTINGS = {
     "gtf": (forcing_weights("gtf", 20, 0.3), 3, 0, "identity"),
     "stf": (forcing_weights("stf", 20, tau=6), 3, 0, "identity"),
@@ -26,6 +27,7 @@ SETTINGS = {
     "affine-inputs-M>N": (forcing_weights("gtf", 20, 0.3), 5, 2, "affine"),
     "affine-stf-M<N": (forcing_weights("stf", 20, tau=6), 2, 0, "affine"),
     "affine-inputs-M=N": (forcing_weights("gtf", 20, 0.2), 3, 1, "affine"),
+    "inputs-M>=8": (forcing_weights("gtf", 20, 0.3), 9, 1, "identity"),
 }
 
 
@@ -74,6 +76,7 @@ TRAJECTORIES = {  # TrainConfig overrides, and whether to pass inputs
     "adaptive": ({"alpha_mode": "adaptive", "alpha_every": 3}, False),
     "stf-inputs-M>N": ({"forcing": "stf", "stf_tau": 5, "latent_dim": 5}, True),
     "regularised": ({"l2": 1e-2, "mar_fraction": 0.4, "mar_lambda": 0.5, "latent_dim": 4}, False),
+    "M>=8": ({"latent_dim": 9}, False),
     "affine-inputs-M>N": ({"readout": "affine", "latent_dim": 4}, True),
     "affine-adaptive-M<N": ({"readout": "affine", "latent_dim": 2, "alpha_mode": "adaptive", "alpha_every": 3},
                             False),

@@ -111,13 +111,15 @@ def test_unknown_model_name():
         build_model("PLRNNX", M=3, L=4)
 
 
+@pytest.mark.parametrize("M", [3, 9])  # 9: the shallow map's tiled reductions over M (DOT_MIN_M)
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_compiled_orbit_kernel_matches_the_models_step(name):
-    from dsrpipe.models.kernels import has_orbit_kernel, orbit
+def test_compiled_orbit_kernel_matches_the_models_step(name, M):
+    from dsrpipe.models.kernels import DOT_MIN_M, has_orbit_kernel, orbit
 
-    model = make(name, M=3, hidden_dim=20, n_bases=4, n_relu=2)
+    assert DOT_MIN_M <= 9
+    model = make(name, M=M, hidden_dim=20, n_bases=4, n_relu=2)
     assert has_orbit_kernel(model)
-    z0 = torch.randn(3, dtype=torch.float64)
+    z0 = torch.randn(M, dtype=torch.float64)
     ref, z = [], z0
     with torch.no_grad():
         for _ in range(300):

@@ -141,6 +141,11 @@ class FlatLayout:
 
 JIT = {"cache": True, "error_model": "numpy", "fastmath": FASTMATH}
 
+#: latent dimension from which the shallow map's products over M (``W2 z``, and ``W1^T g`` in
+#: training) run as register-tiled reductions on transposed weights (:func:`transposed_weights`)
+#: instead of rank-4 updates of the (S, L) block; below it the reductions are too short
+DOT_MIN_M = 8
+
 
 @njit(**JIT)
 def _view1(th, o, n):
@@ -178,6 +183,18 @@ def param_views(dims, off, th):
             _view2(th, off[S_INIT], max(M - N, 0), N), _view2(th, off[S_B], N, M))
 
 
+@njit(**JIT)
+def transposed_weights(dims, P):
+    """(W2 (L, M), W1^T (L, M)), contiguous copies for the shallow family at M >= DOT_MIN_M.
+
+    Empty (0, M) arrays otherwise (the kernels then take the rank-4 update form).
+    """
+    M = dims[D_M]
+    if dims[D_KIND] != SHALLOW or M < DOT_MIN_M:
+        return np.empty((0, M)), np.empty((0, M))
+    return np.ascontiguousarray(P[2].T), np.ascontiguousarray(P[1].T)
+
+
 @njit(inline="always", **JIT)
 def axpy_rows(Wt, Zb, out):
     """``out[s, k] += sum_j Wt[j, k] Zb[s, j]``: Wt (J, L), Zb (S, J), out (S, L).
@@ -206,11 +223,56 @@ def axpy_rows(Wt, Zb, out):
 def dot_rows(W, Hb, out):
     """``out[s, i] = sum_k W[i, k] Hb[s, k]``: W (I, L), Hb (S, L), out (S, I).
 
-    Four states per pass over ``W[i]``.
+    Reductions over the contiguous axis k in register tiles of 4 rows x 2 states: the loop
+    vectoriser keeps the 8 accumulators in registers (about 1.6x the four-state form at
+    I = 20, L = 200); rows left over (I < 4 at M = 3) take the four-state form.
     """
     I, L = W.shape
     S = Hb.shape[0]
-    for i in range(I):
+    i = 0
+    while i + 4 <= I:
+        s = 0
+        while s + 2 <= S:
+            a00 = 0.0
+            a01 = 0.0
+            a10 = 0.0
+            a11 = 0.0
+            a20 = 0.0
+            a21 = 0.0
+            a30 = 0.0
+            a31 = 0.0
+            for k in range(L):
+                h0 = Hb[s, k]
+                h1 = Hb[s + 1, k]
+                w0 = W[i, k]
+                w1 = W[i + 1, k]
+                w2 = W[i + 2, k]
+                w3 = W[i + 3, k]
+                a00 += w0 * h0
+                a01 += w0 * h1
+                a10 += w1 * h0
+                a11 += w1 * h1
+                a20 += w2 * h0
+                a21 += w2 * h1
+                a30 += w3 * h0
+                a31 += w3 * h1
+            out[s, i] = a00
+            out[s + 1, i] = a01
+            out[s, i + 1] = a10
+            out[s + 1, i + 1] = a11
+            out[s, i + 2] = a20
+            out[s + 1, i + 2] = a21
+            out[s, i + 3] = a30
+            out[s + 1, i + 3] = a31
+            s += 2
+        if s < S:
+            for r in range(i, i + 4):
+                acc = 0.0
+                for k in range(L):
+                    acc += W[r, k] * Hb[s, k]
+                out[s, r] = acc
+        i += 4
+    while i < I:
         s = 0
         while s + 4 <= S:
             a0 = 0.0
@@ -234,6 +296,7 @@ def dot_rows(W, Hb, out):
                 acc += W[i, k] * Hb[s, k]
             out[s, i] = acc
             s += 1
+        i += 1
 
 
 @njit(inline="always", **JIT)
@@ -251,13 +314,14 @@ def _offdiag_map(A, W, h, Z, PHI, Y):
 
 
 @njit(inline="always", **JIT)
-def model_map(dims, P, Z, PRE, HID, Y):
+def model_map(dims, P, PT, Z, PRE, HID, Y):
     """The autonomous map ``Y = F(Z)`` of any kernel family, for a block of S states.
 
     Parameters
     ----------
     dims : the layout's ``dims``
     P : the parameter views (:func:`param_views`)
+    PT : :func:`transposed_weights` of ``P``
     Z : (S, M) states
     PRE, HID : (S, cache_width) written: the shPLRNN's pre-activations and hidden
         units, or (PL, dendritic) ``HID`` = phi(Z) (``PRE`` is unused there)
@@ -271,14 +335,18 @@ def model_map(dims, P, Z, PRE, HID, Y):
     S, M = Z.shape
     if kind == SHALLOW:
         L = h2.shape[0]
-        for s in range(S):
-            for k in range(L):
-                PRE[s, k] = h2[k]
-        axpy_rows(W2T, Z, PRE)
+        if PT[0].shape[0] > 0:  # reductions over M, 4 hidden units x 2 states per register tile
+            dot_rows(PT[0], Z, PRE)
+        else:
+            for s in range(S):
+                for k in range(L):
+                    PRE[s, k] = 0.0
+            axpy_rows(W2T, Z, PRE)
         # selects, not branches: the signs of pre-activations are unpredictable
         for s in range(S):
             for k in range(L):
-                p = PRE[s, k]
+                p = PRE[s, k] + h2[k]
+                PRE[s, k] = p
                 HID[s, k] = p if p > 0.0 else 0.0  # noqa: FURB136 (a select; max() drops NaN)
         if dims[D_CLIP]:
             for s in range(S):
@@ -317,6 +385,7 @@ def model_map(dims, P, Z, PRE, HID, Y):
 def _orbit(dims, off, th, cache_width, z0, n_steps):
     M = dims[D_M]
     P = param_views(dims, off, th)
+    PT = transposed_weights(dims, P)
     out = np.empty((n_steps, M))
     z = np.empty((1, M))
     z[0] = z0
@@ -324,7 +393,7 @@ def _orbit(dims, off, th, cache_width, z0, n_steps):
     hid = np.empty((1, cache_width))
     y = np.empty((1, M))
     for t in range(n_steps):
-        model_map(dims, P, z, pre, hid, y)
+        model_map(dims, P, PT, z, pre, hid, y)
         for i in range(M):
             out[t, i] = y[0, i]
             z[0, i] = y[0, i]

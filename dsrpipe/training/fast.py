@@ -59,6 +59,7 @@ from dsrpipe.models.kernels import (
     model_family,
     model_map,
     param_views,
+    transposed_weights,
 )
 
 RADAM_BETA1 = 0.9
@@ -69,7 +70,7 @@ RADAM_EPS = 1e-8
 
 
 @njit(inline="always", **JIT)
-def _model_backward(dims, P, G, Z, PRE, GC, GY, GZ, GYZ):
+def _model_backward(dims, P, PT, G, Z, PRE, GC, GY, GZ, GYZ):
     """BPTT through one step ``Y = F(Z)`` of a block of S states (S, M).
 
     Given ``GY`` = dLoss/dY, writes ``GZ`` = dLoss/dZ (``GYZ`` (S, M) is scratch) and ``GC`` (S, cache_width)
@@ -90,10 +91,13 @@ def _model_backward(dims, P, G, Z, PRE, GC, GY, GZ, GYZ):
             GZ[s, i] = A[i] * gy
     if kind == SHALLOW:
         L = h2.shape[0]
-        for s in range(S):
-            for k in range(L):
-                GC[s, k] = 0.0
-        axpy_rows(W, GY, GC)
+        if PT[1].shape[0] > 0:  # GY W1 as reductions over M (register tiles)
+            dot_rows(PT[1], GY, GC)
+        else:
+            for s in range(S):
+                for k in range(L):
+                    GC[s, k] = 0.0
+            axpy_rows(W, GY, GC)
         # selects, not branches: the signs of pre-activations are unpredictable
         if dims[D_CLIP]:
             for s in range(S):
@@ -278,6 +282,7 @@ def loss_and_grad(dims, off, th, g, X, U, w, Z, GY, PRE, HID, GC):
     K = dims[D_K]
     affine = dims[D_AFF] != 0
     P = param_views(dims, off, th)
+    PT = transposed_weights(dims, P)
     G = param_views(dims, off, g)
     C, init, ginit = P[7], P[8], G[8]
     B, gB = P[9], G[9]
@@ -312,7 +317,7 @@ def loss_and_grad(dims, off, th, g, X, U, w, Z, GY, PRE, HID, GC):
     for t in range(T):
         Zt = Z[t]
         Zt[:, :] = z
-        model_map(dims, P, Zt, PRE[t], HID[t], y)
+        model_map(dims, P, PT, Zt, PRE[t], HID[t], y)
         a = w[t]
         for s in range(S):
             for i in range(M):
@@ -368,7 +373,7 @@ def loss_and_grad(dims, off, th, g, X, U, w, Z, GY, PRE, HID, GC):
                 GYt[s, i] = gz[s, i] * (1.0 - a) + 2.0 * scale * GYt[s, i]
             for i in range(n_obs, M):
                 GYt[s, i] = gz[s, i]
-        _model_backward(dims, P, G, Z[t], PRE[t], GC[t], GYt, gz, scratch)
+        _model_backward(dims, P, PT, G, Z[t], PRE[t], GC[t], GYt, gz, scratch)
     if affine:  # z_0 = pinv(B) x_0
         for s in range(S):
             for j in range(M):
