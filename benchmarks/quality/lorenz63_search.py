@@ -149,10 +149,10 @@ def print_table(rows: list[dict], order: list[str]) -> None:
         return statistics.median(vals) if vals else np.nan
 
     print(f"\n{'setting':<24}{'n':>3}{'D_stsp':>8}{'D_H':>7}{'lmax':>8}{'err%':>7}{'lmax2':>8}"
-          f"{'FP f/u/st':>11} |{'sel D_stsp':>11}{'sel D_H':>8}{'sel lmax':>9}{'sel FP':>8} |{'train s':>8}{'cpu s':>7}")
+          f"{'FP f/u/st':>11}{'FP ok':>6} |{'sel D_stsp':>11}{'sel D_H':>8}{'sel lmax':>9}{'sel FP':>8} |{'train s':>8}{'cpu s':>7}")
     print(f"{'published (tutorial)':<24}{'':>3}{PUBLISHED['d_stsp']:>8.3f}{PUBLISHED['d_h']:>7.3f}"
           f"{PUBLISHED['max_lyapunov']:>8.3f}{100 * (PUBLISHED['max_lyapunov'] / TRUE_MAX_LYAPUNOV - 1):>7.1f}"
-          f"{'':>8}{'3/3/0':>11} | targets: D_stsp <= 0.20, D_H <= 0.07, lmax 0.888-0.924")
+          f"{'':>8}{'3/3/0':>11}{'':>6} | targets: D_stsp <= 0.20, D_H <= 0.07, lmax 0.888-0.924")
     for name in order:
         rs = [r for r in rows if r["setting"] == name]
         if not rs:
@@ -160,14 +160,16 @@ def print_table(rows: list[dict], order: list[str]) -> None:
         lmax = med(rs, "max_lyapunov")
         sel = min(rs, key=lambda r: (float(r["val_d_stsp"]), float(r["val_d_h"]), int(r["seed"])))
         fp = f"{med(rs, 'fp_found'):g}/{med(rs, 'fp_unstable'):g}/{med(rs, 'n_fp_stable'):g}"
+        ok = sum(int(r["fp_found"]) == int(r["fp_unstable"]) == TRUE_FP_COUNT and int(r["n_fp_stable"]) == 0
+                 for r in rs)
         sel_fp = f"{int(sel['fp_found'])}/{int(sel['fp_unstable'])}/{int(sel['n_fp_stable'])}"
         print(f"{name:<24}{len(rs):>3}{med(rs, 'd_stsp'):>8.3f}{med(rs, 'd_h'):>7.3f}{lmax:>8.3f}"
-              f"{100 * (lmax / TRUE_MAX_LYAPUNOV - 1):>7.1f}{med(rs, 'max_lyapunov_mid'):>8.3f}{fp:>11} |"
+              f"{100 * (lmax / TRUE_MAX_LYAPUNOV - 1):>7.1f}{med(rs, 'max_lyapunov_mid'):>8.3f}{fp:>11}{f'{ok}/{len(rs)}':>6} |"
               f"{float(sel['d_stsp']):>11.3f}{float(sel['d_h']):>8.3f}{float(sel['max_lyapunov']):>9.3f}{sel_fp:>8} |"
               f"{med(rs, 'train_s'):>8.0f}{med(rs, 'train_cpu_s'):>7.0f}")
     print("\nn: seeds; lmax: median lambda_max from the first test point (true 0.906), err% against 0.906; "
           "lmax2: from the test orbit's midpoint; FP f/u/st: median true fixed points found / found and "
-          "unstable / stable fixed points of the model; sel: the restart with the smallest validation "
+          "unstable / stable fixed points of the model; FP ok: seeds with all three found, unstable, and no stable fixed point; sel: the restart with the smallest validation "
           "D_stsp (training data only).")
     print("\nper run:")
     for name in order:
