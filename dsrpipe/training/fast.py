@@ -187,13 +187,15 @@ def _outer_sum(Gr, Hr, out):
 
 
 @njit(**JIT)
-def _weight_grads(dims, G, Z, GY, HID, GC, U2):
-    """Gradients of W (W1), W2^T and C from the stored rows (T * S, .) of a batch."""
+def _weight_grads(dims, G, Z, GY, HID, GC, U2, per_step):
+    """Gradients of W (W1), W2^T and C from the stored rows (T * S, .) of a batch; W1 and W2^T
+    not when ``per_step`` (they were accumulated in the backward pass)."""
     gW = G[1]
-    _outer_sum(GY, HID, gW)
-    if dims[D_KIND] == SHALLOW:
-        _outer_sum(Z, GC, G[2])
-    else:
+    if not per_step:
+        _outer_sum(GY, HID, gW)
+        if dims[D_KIND] == SHALLOW:
+            _outer_sum(Z, GC, G[2])
+    if dims[D_KIND] != SHALLOW:
         for i in range(gW.shape[0]):  # the diagonal of W is masked out of the map
             gW[i, i] = 0.0
     if dims[D_K] > 0:
@@ -284,6 +286,7 @@ def loss_and_grad(dims, off, th, g, X, U, w, Z, GY, PRE, HID, GC):
     P = param_views(dims, off, th)
     PT = transposed_weights(dims, P)
     G = param_views(dims, off, g)
+    per_step = PT[0].shape[0] > 0  # shallow, M >= DOT_MIN_M
     C, init, ginit = P[7], P[8], G[8]
     B, gB = P[9], G[9]
     scale = 1.0 / (S * T * N)
@@ -374,6 +377,9 @@ def loss_and_grad(dims, off, th, g, X, U, w, Z, GY, PRE, HID, GC):
             for i in range(n_obs, M):
                 GYt[s, i] = gz[s, i]
         _model_backward(dims, P, PT, G, Z[t], PRE[t], GC[t], GYt, gz, scratch)
+        if per_step:  # W1, W2^T gradients while the step's (S, L) rows are in cache
+            _outer_sum(GYt, HID[t], G[1])
+            _outer_sum(Z[t], GC[t], G[2])
     if affine:  # z_0 = pinv(B) x_0
         for s in range(S):
             for j in range(M):
@@ -392,7 +398,7 @@ def loss_and_grad(dims, off, th, g, X, U, w, Z, GY, PRE, HID, GC):
                 Us[t, s, k] = U[s, t + 1, k]
     R = T * S
     _weight_grads(dims, G, Z.reshape((R, M)), GY.reshape((R, M)), HID.reshape((R, HID.shape[2])),
-                  GC.reshape((R, GC.shape[2])), Us.reshape((R, K)))
+                  GC.reshape((R, GC.shape[2])), Us.reshape((R, K)), per_step)
     return loss * scale
 
 
