@@ -288,6 +288,30 @@ TOP_LEVEL_KEYS = ("subjects", "bids", "results_dir", "seeds", "grid", "demo", "e
                   "train", "evaluate", "report")
 
 
+#: columns of a subjects table with a meaning; every other column is a subject covariate
+SUBJECT_COLUMNS = ("subject", "path", "session", "modality", "dt", "atlas", "masks", "confounds")
+
+
+def subject_covariate_columns(columns, source: str) -> list[str]:
+    """The covariate columns of a subjects table (every column that is not one of
+    :data:`SUBJECT_COLUMNS`, e.g. ``age`` or ``group``; they are joined onto the group table).
+
+    A column that looks like a misspelt known column (``modalty``, ``Path``) is an error
+    naming ``source`` rather than a silent covariate.
+    """
+    import difflib
+
+    extra = [str(c) for c in columns if str(c) not in SUBJECT_COLUMNS]
+    for column in extra:
+        close = difflib.get_close_matches(column.lower(), SUBJECT_COLUMNS, n=1, cutoff=0.75)
+        if close:
+            raise DsrpipeError(
+                f"{source}: column '{column}' is not a subjects-table column; did you mean '{close[0]}'? "
+                f"(other columns are kept as subject covariates: rename it if it is one)"
+            )
+    return extra
+
+
 def parse_value(text: str) -> Any:
     """Parse a ``--set`` value with YAML rules (numbers, booleans, null, lists)."""
     if _SCIENTIFIC.fullmatch(text.strip()):

@@ -16,6 +16,7 @@ from dsrpipe.preprocessing.spikes import SpikesConfig
 from dsrpipe.preprocessing.behaviour import BehaviourConfig
 from dsrpipe.preprocessing.bids import BIDSConfig
 from dsrpipe.config import (
+    SUBJECT_COLUMNS,
     TOP_LEVEL_KEYS,
     DemoConfig,
     EvaluateConfig,
@@ -25,6 +26,7 @@ from dsrpipe.config import (
     from_mapping,
     load_section,
     parse_value,
+    subject_covariate_columns,
     to_dict,
 )
 
@@ -116,6 +118,21 @@ def test_schemas_are_strict(schema):
     assert schema["additionalProperties"] is False
     for section in SECTIONS:
         assert schema["properties"][section]["additionalProperties"] is False
+
+
+def test_subjects_table_columns_match_the_schema():
+    # the schema's named columns are exactly the known ones; other columns pass as covariates
+    subjects_schema = yaml.safe_load(SUBJECTS_SCHEMA_FILE.read_text())
+    assert set(subjects_schema["properties"]) == set(SUBJECT_COLUMNS)
+    assert subjects_schema["additionalProperties"] is True
+
+
+def test_subject_covariate_columns_keeps_extras_and_rejects_misspellings():
+    assert subject_covariate_columns(["subject", "path", "modality", "age", "group"], "s.tsv") == ["age", "group"]
+    assert subject_covariate_columns(["subject", "path"], "s.tsv") == []
+    for typo, meant in (("modalty", "modality"), ("Path", "path"), ("confound", "confounds")):
+        with pytest.raises(DsrpipeError, match=f"s.tsv: column '{typo}'.*did you mean '{meant}'"):
+            subject_covariate_columns(["subject", "path", typo], "s.tsv")
 
 
 # ---------------------------------------------------------------- (c) same keys everywhere

@@ -23,7 +23,7 @@ def repo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, repo):
-    wd = make_tiny_dataset(tmp_path_factory.mktemp("wf"))
+    wd = make_tiny_dataset(tmp_path_factory.mktemp("wf"), covariate=True)
     proc = snakemake(wd, "--cores", "2", repo=repo)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return wd
@@ -38,6 +38,11 @@ def test_full_run_writes_group_outputs(workdir):
     html = (workdir / "results/group/report.html").read_text()
     assert "sub-01" in html or "01" in html
     assert "data:image/png;base64," in html
+    # the subjects table's extra column is a covariate: in the group table and plotted against the metrics
+    assert sorted(runs["rho"]) == [28.0, 35.0]
+    assert "Metrics vs covariates" in html
+    assert sorted(p.name for p in (workdir / "results/group/scatter").glob("*.png")) == [
+        "d_stsp_vs_rho.png", "max_lyapunov_vs_rho.png"]
     for sid in ("01", "02"):
         run = workdir / f"results/sub-{sid}/model-shPLRNN_seed-0"
         assert (run / "metrics.json").exists() and (run / "config.json").exists()

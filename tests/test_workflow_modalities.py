@@ -98,6 +98,11 @@ def test_every_subject_reaches_the_group_table_with_its_modality(workdir):
         assert metrics["views"][main]["kind"] == kind and metrics["views"][main]["channels"] == test.channels
         scored = {v for v, d in metrics["views"].items() if d["kind"] in ("categorical", "ordinal", "poisson")}
         assert set(metrics["cross_modal"]) == scored
+        # the observation fit behind the report's BOLD-fit (fmri view) and rates-vs-counts (Poisson view) figures
+        run_dir = workdir / f"results/sub-{sid}/model-shPLRNN_seed-0"
+        figures = {p.stem for p in (run_dir / "figures").glob("*.png")}
+        assert (run_dir / "observation_fit.parquet").exists()
+        assert ("bold_fit" in figures) == (kind == "fmri") and ("rates" in figures) == (kind == "poisson"), figures
     assert read_timeseries(workdir / "results/sub-f1/data/sub-f1_desc-preproc_fmri.parquet").dt == 2.0
     assert read_timeseries(workdir / "results/sub-s1/data/sub-s1_split-train.parquet").channel_types == ["count"] * 3
     # only the two-row subject has a merge job and a merged file

@@ -20,14 +20,15 @@ TINY = {
 }
 
 
-def make_tiny_dataset(wd: Path, subjects=(("01", 28.0), ("02", 35.0))) -> Path:
-    """Write raw CSVs, a subjects table and a tiny config (few epochs) into ``wd``."""
+def make_tiny_dataset(wd: Path, subjects=(("01", 28.0), ("02", 35.0)), covariate: bool = False) -> Path:
+    """Write raw CSVs, a subjects table and a tiny config (few epochs) into ``wd``; with
+    ``covariate``, the table has an extra column ``rho`` (a subject covariate)."""
     (wd / "raw").mkdir(parents=True, exist_ok=True)
     rows = []
     for sid, rho in subjects:
         x = simulate_lorenz63(2000, rho=rho, seed=int(sid))
         pd.DataFrame(x, columns=["x", "y", "z"]).to_csv(wd / "raw" / f"s{sid}.csv", index=False)
-        rows.append({"subject": sid, "path": f"raw/s{sid}.csv", "dt": 0.01})
+        rows.append({"subject": sid, "path": f"raw/s{sid}.csv", "dt": 0.01, **({"rho": rho} if covariate else {})})
     pd.DataFrame(rows).to_csv(wd / "subjects.tsv", sep="\t", index=False)
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["subjects"] = "subjects.tsv"

@@ -49,6 +49,10 @@ for column in OPTIONAL_COLUMNS:
 SUBJECTS = SUBJECTS.astype(object).where(SUBJECTS.notna(), None)
 SUBJECTS["modality"] = SUBJECTS["modality"].map(lambda m: m or "timeseries")
 if not DEMO:
+    from dsrpipe.config import subject_covariate_columns
+
+    if not BIDS:  # extra columns are covariates; a misspelt known column is an error
+        subject_covariate_columns(SUBJECTS.columns, config["subjects"])
     validate(SUBJECTS, schema="../schemas/subjects.schema.yaml")
     SUBJECTS = SUBJECTS.astype(object).where(SUBJECTS.notna(), None)  # validate() turns None back into NaN
     repeated = SUBJECTS[SUBJECTS.duplicated(["subject", "modality"], keep=False)]

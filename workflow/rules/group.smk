@@ -1,5 +1,7 @@
 # Subject covariates for the group table: extra columns of the subjects table, participants.tsv in BIDS mode.
-COVARIATE_COLUMNS = [c for c in SUBJECTS.columns if c not in ("subject", "path", *OPTIONAL_COLUMNS)]
+from dsrpipe.config import SUBJECT_COLUMNS
+
+COVARIATE_COLUMNS = [c for c in SUBJECTS.columns if c not in SUBJECT_COLUMNS]
 COVARIATES = {str(s): {**{c: SUBJECTS.loc[s, c] for c in COVARIATE_COLUMNS}, **PARTICIPANTS.get(str(s), {})}
               for s in SUBJECTS["subject"]}
 
