@@ -13,9 +13,11 @@ compares loss, gradients and parameter trajectories with the reference.
 One driver serves all families: the forward step is the models' compiled map
 (:func:`dsrpipe.models.kernels.model_map`), the backward step
 (:func:`_model_backward`) is the only family-specific part of BPTT. Weight
-matrices get their gradients once per batch as products of the stored
-per-step rows (``GY^T phi``, ``Z^T dpre``) instead of a rank-one update per
-time step. Parameters, gradients and RAdam moments are flat float64 vectors
+matrices get their gradients as products of the stored per-step rows
+(``GY^T phi``, ``Z^T dpre``, eight rows per pass over the accumulator): once per
+batch, or for the shallow family at M >= ``DOT_MIN_M`` per time step in the
+backward pass while the step's rows are in cache (benchmarks/README.md,
+session 4). Parameters, gradients and RAdam moments are flat float64 vectors
 (:class:`~dsrpipe.models.kernels.FlatLayout`), so clipping and RAdam are one
 loop each.
 
