@@ -26,7 +26,7 @@ from dsrpipe.training.forcing import (
 )
 from dsrpipe.training.loop import learning_rate
 from dsrpipe.training.regularisation import regularisation
-from dsrpipe.training.selection import select_restart
+from dsrpipe.training.selection import select_restart, validation_scores
 
 SMALL = dict(epochs=3, batches_per_epoch=4, seq_len=20, batch_size=4, hidden_dim=10, validation_fraction=0.0)
 
@@ -285,6 +285,28 @@ def test_select_restart_by_validation_d_stsp(tmp_path):
     assert result["seed"] == 4  # ties on D_stsp broken by D_H
     assert json.loads((tmp_path / "selected.json").read_text())["selected"] == str(runs[4])
     assert result["candidates"][2]["val_d_stsp"] is None  # inf is written as null
+
+
+def _linear_plrnn(a: float) -> PLRNN:
+    model = PLRNN(2).double()
+    with torch.no_grad():
+        model.A.fill_(a)
+        model.W.zero_()
+        model.h.zero_()
+    return model
+
+
+def test_validation_scores_flag_an_orbit_that_diverges_after_the_tail():
+    # z -> 1.002 z stays within 2x of the data over the 250 steps of the scored tail, but passes
+    # the divergence bound after ~6,900 steps; z -> 0.999 z never does
+    x_val = np.tile([[1.0, -1.0]], (200, 1)) + 0.01 * np.random.default_rng(0).standard_normal((200, 2))
+    slow_growth = validation_scores(_linear_plrnn(1.002), None, x_val)
+    assert slow_growth["d_stsp"] == math.inf and slow_growth["d_h"] == math.inf
+    assert 6500 < slow_growth["diverged_at_step"] < 7500  # log(1e6 / sqrt(2)) / log(1.002) = 6,743 steps
+    decaying = validation_scores(_linear_plrnn(0.999), None, x_val)
+    assert math.isfinite(decaying["d_stsp"]) and "diverged_at_step" not in decaying
+    # inputs (repeated past the tail) are accepted by an input-free model's check too
+    assert validation_scores(_linear_plrnn(0.999), None, x_val, np.ones((200, 1)))["d_stsp"] == decaying["d_stsp"]
 
 
 def test_select_restart_without_scores_and_with_a_broken_run(tmp_path):

@@ -27,19 +27,35 @@ log = logging.getLogger(__name__)
 MIN_VALIDATION_SAMPLES = 100
 #: D_stsp by binning below this many channels, by the Gaussian mixture estimate from it on
 GMM_FROM_CHANNELS = 6
+#: the validation orbit is checked for divergence over at least this many steps
+DIVERGENCE_HORIZON = 10_000
 
 
 def validation_scores(model, readout, x_val: np.ndarray, inputs: np.ndarray | None = None) -> dict:
-    """D_stsp and D_H of the free-running model on the validation tail ``x_val`` (T, N)."""
+    """D_stsp and D_H of the free-running model on the validation tail ``x_val`` (T, N).
+
+    The orbit is run on past the tail, to :data:`DIVERGENCE_HORIZON` steps or ten tails,
+    whichever is longer: a model whose orbit diverges there (see
+    :func:`dsrpipe.analysis.divergence.first_divergence`) scores inf, so selection never
+    picks a restart that looks good on the short tail and explodes on a test-length orbit.
+    """
+    from dsrpipe.analysis.divergence import first_divergence
     from dsrpipe.models.readout import generate_observations
 
     T = len(x_val)
     n_drop = int(round(0.25 * T))
+    n_total = max(DIVERGENCE_HORIZON, 10 * T)
     u = None
     if inputs is not None:
-        # inputs during the dropped transient are unknown: repeat the tail's inputs
-        u = np.concatenate([np.resize(inputs, (n_drop, inputs.shape[1])), inputs]) if n_drop else inputs
-    return score_generated(x_val, generate_observations(model, readout, x_val[0], T, n_drop, u))
+        # inputs outside the tail are unknown: the tail's inputs, repeated, before (the dropped
+        # transient) and after it (the divergence check)
+        k = inputs.shape[1]
+        u = np.concatenate([np.resize(inputs, (n_drop, k)), inputs, np.resize(inputs, (n_total - T, k))])
+    orbit = generate_observations(model, readout, x_val[0], n_total, n_drop, u)
+    step = first_divergence(orbit)
+    if step is not None:  # on the tail or after it
+        return {"d_stsp": math.inf, "d_h": math.inf, "method": None, "diverged_at_step": int(n_drop + step)}
+    return score_generated(x_val, orbit[:T])
 
 
 def score_generated(x_val: np.ndarray, gen: np.ndarray) -> dict:
