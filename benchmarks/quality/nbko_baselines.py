@@ -139,11 +139,11 @@ def main(argv=None) -> int:
         d, pe = m["d_stsp"], m["pe_20"]
         beat_d = d < min(b["mean"]["d_stsp"], b["var1"]["d_stsp"])
         beat_pe = pe < min(b["mean"]["pe_20"], b["var1"]["pe_20"])
-        row = dict(sub=sub, d_stsp=d, mean_d=b["mean"]["d_stsp"], var1_d=b["var1"]["d_stsp"], pe=pe,
-                   mean_pe=b["mean"]["pe_20"], var1_pe=b["var1"]["pe_20"],
-                   varx_pe=varx_pe(x_tr, read_inputs(train_path), x_te, inputs),
-                   var_test=float(x_te.var(0).mean()), sd_ratio=sd_ratio, beat_d=bool(beat_d),
-                   beat_pe=bool(beat_pe), both=bool(beat_d and beat_pe), train_s=train_s)
+        row = {"sub": sub, "d_stsp": d, "mean_d": b["mean"]["d_stsp"], "var1_d": b["var1"]["d_stsp"], "pe": pe,
+               "mean_pe": b["mean"]["pe_20"], "var1_pe": b["var1"]["pe_20"],
+               "varx_pe": varx_pe(x_tr, read_inputs(train_path), x_te, inputs),
+               "var_test": float(x_te.var(0).mean()), "sd_ratio": sd_ratio, "beat_d": bool(beat_d),
+               "beat_pe": bool(beat_pe), "both": bool(beat_d and beat_pe), "train_s": train_s}
         rows.append(row)
         print(f"{sub:>4} {d:7.2f} {row['mean_d']:7.2f} {row['var1_d']:7.2f} {pe:6.3f} {row['mean_pe']:6.3f} "
               f"{row['var1_pe']:6.3f} {row['varx_pe']:6.3f} {row['var_test']:8.3f} {sd_ratio:6.2f} "
