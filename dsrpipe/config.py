@@ -59,7 +59,7 @@ class TrainConfig:
     alpha_mode: str = "fixed"
     alpha_every: int = 5
     stf_tau: int | None = None
-    epochs: int = 1000
+    epochs: int = 2000
     batches_per_epoch: int = 50
     batch_size: int = 16
     seq_len: int = 75
