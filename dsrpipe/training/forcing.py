@@ -18,11 +18,16 @@ import math
 
 import numpy as np
 import torch
-from torch._C._functorch import is_batchedtensor
 
 from dsrpipe import DsrpipeError
 from dsrpipe.models.base import LatentModel
 from dsrpipe.models.readout import Readout
+
+try:  # private in torch 2.13 (the pinned version); without it the batched path's vmap says why it fails
+    from torch._C._functorch import is_batchedtensor
+except ImportError:  # pragma: no cover - other torch versions
+    def is_batchedtensor(tensor) -> bool:
+        return False
 
 
 def forcing_weights(kind: str, n_steps: int, alpha: float = 0.0, tau: int | None = None) -> torch.Tensor:
