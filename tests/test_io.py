@@ -224,6 +224,19 @@ def test_atomic_path_success_leaves_only_the_target(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["out.txt"]
 
 
+@pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_atomic_outputs_get_the_umask_mode_not_mkstemps(tmp_path, monkeypatch, umask, file_mode, dir_mode):
+    # mkstemp/mkdtemp create 0600/0700: results a colleague on the cluster could not read
+    from dsrpipe.reporting.run_figures import write_pngs
+
+    monkeypatch.setattr(atomic, "_UMASK", umask)
+    with atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_text("done")
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == file_mode
+    write_pngs({"a": b"png"}, tmp_path / "figures")
+    assert (tmp_path / "figures").stat().st_mode & 0o777 == dir_mode
+
+
 def test_atomic_path_failure_leaves_nothing(tmp_path):
     target = tmp_path / "out.txt"
     with pytest.raises(RuntimeError, match="boom"):

@@ -32,6 +32,22 @@ logger = logging.getLogger(__name__)
 STALE_AFTER_S = 3600.0
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: the process's umask, read once at import (reading it means setting it, which is not thread-safe)
+_UMASK = _read_umask()
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode ``open()`` (``mkdir()``) gives a new file (folder) under the process's umask;
+    ``mkstemp``/``mkdtemp`` make 0600/0700 instead, which colleagues cannot read."""
+    return (0o777 if directory else 0o666) & ~_UMASK
+
+
 def _host() -> str:
     """This machine's name, reduced to characters safe in a file name."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
@@ -110,6 +126,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_host()}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    os.chmod(tmp, default_mode())  # not mkstemp's 0600
     try:
         yield tmp
         os.replace(tmp, path)

@@ -38,6 +38,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dsrpipe import DsrpipeError
+from dsrpipe.io.atomic import default_mode
 from dsrpipe.paths import (BASINS_FILE, CONFIG_FILE, CYCLES_FILE, GENERATED_FILE, LYAPUNOV_FILE,
                            OBSERVATION_FIT_FILE, TRAIN_LOG_FILE)
 from dsrpipe.reporting import analysis_figures, figures, observation_figures
@@ -305,6 +306,7 @@ def write_pngs(pngs: dict[str, bytes], out_dir: str | os.PathLike) -> list[Path]
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    os.chmod(tmp, default_mode(directory=True))  # not mkdtemp's 0700
     try:
         for name, png in pngs.items():
             (tmp / f"{name}.png").write_bytes(png)
