@@ -112,9 +112,13 @@ def cmd_select(args) -> None:
 
 
 def cmd_report(args) -> None:
+    from dsrpipe.config import ReportConfig, load_section, read_covariates
     from dsrpipe.reporting.stage import run_group
 
-    run_group(args.metrics, args.test, table_out=args.table, summary_out=args.summary, report_out=args.out)
+    report = load_section(ReportConfig, "report", args.config, args.set)
+    covariates = read_covariates(args.covariates) if args.covariates else None
+    run_group(args.metrics, args.test, table_out=args.table, summary_out=args.summary, report_out=args.out,
+              report=report, covariates=covariates, scatter_dir=args.scatter_dir)
 
 
 def cmd_warm_up(args) -> None:
@@ -207,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", required=True)
     p.add_argument("--summary", required=True)
     p.add_argument("--out", required=True, help="report.html")
+    p.add_argument("--covariates", help="TSV of subject covariates (a subjects table or a BIDS participants.tsv): "
+                                        "joined onto the table, plotted against the metrics")
+    p.add_argument("--scatter-dir", help="folder for the metric-vs-covariate PNGs")
+    p.add_argument("--config", help="YAML with a report section (or a full dsrpipe config)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="report overrides, e.g. group_by=[group]")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("figures", help="one run's report figures as PNGs (training, orbits, spectra, PE curve, "

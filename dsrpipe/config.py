@@ -312,6 +312,31 @@ def subject_covariate_columns(columns, source: str) -> list[str]:
     return extra
 
 
+def read_covariates(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Subject covariates from a TSV: a subjects table (column ``subject``) or a BIDS
+    ``participants.tsv`` (``participant_id``, ``sub-`` dropped); every column that is not a
+    subjects-table column (:data:`SUBJECT_COLUMNS`) is a covariate. subject -> {column: value}."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, sep="\t", dtype={"subject": str, "participant_id": str})
+    except FileNotFoundError:
+        raise DsrpipeError(f"{path}: covariates table not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DsrpipeError(f"{path}: cannot read the covariates table ({exc})") from exc
+    if "subject" in table.columns:
+        subjects = table["subject"]
+    elif "participant_id" in table.columns:
+        subjects = table["participant_id"].str.removeprefix("sub-")
+        table = table.drop(columns="participant_id")
+    else:
+        raise DsrpipeError(f"{path}: a covariates table needs a 'subject' or 'participant_id' column")
+    columns = subject_covariate_columns(table.columns, str(path))
+    table = table.astype(object).where(table.notna(), None)
+    return {str(s): {c: row[c] for c in columns} for s, (_, row) in zip(subjects, table.iterrows())}
+
+
 def parse_value(text: str) -> Any:
     """Parse a ``--set`` value with YAML rules (numbers, booleans, null, lists)."""
     if _SCIENTIFIC.fullmatch(text.strip()):

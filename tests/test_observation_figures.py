@@ -143,3 +143,29 @@ def test_scatter_in_the_group_report_only_with_a_numeric_covariate(tmp_path, mon
     assert ("Metrics vs covariates" in html) == drawn and ("spearman_rho" in html) == drawn
     assert names == (["d_stsp_vs_age.png", "max_lyapunov_vs_age.png"] if drawn else [])
     assert pd.read_parquet(out / "runs.parquet")["group"].tolist() == ["a", "b", "a"]
+
+
+def test_report_command_reads_covariates_and_the_report_config(tmp_path, monkeypatch, capsys):
+    # `dsrpipe report --covariates participants.tsv --set ...`: the same scatter plots as the workflow
+    from report_checks import write_synthetic_run
+
+    from dsrpipe.cli import main
+
+    png = figure_to_png_bytes(Figure(figsize=(1, 1)), dpi=10)
+    monkeypatch.setattr("dsrpipe.reporting.report.run_pngs", lambda run, *a: {})
+    monkeypatch.setattr("dsrpipe.reporting.report.figure_to_png_bytes", lambda *a: png)
+    monkeypatch.setattr("dsrpipe.reporting.html.figure_to_png_bytes", lambda *a: png)
+    runs = [write_synthetic_run(tmp_path, s, 0, T=200, truth=False) for s in ("01", "02", "03")]
+    (tmp_path / "participants.tsv").write_text("participant_id\tage\tsex\nsub-01\t20\tf\nsub-02\t35\tm\nsub-03\t50\tf\n")
+    out = tmp_path / "group"
+    args = ["report", "--metrics", *[str(m) for m, _ in runs], "--test", *[str(t) for _, t in runs],
+            "--table", str(out / "runs.parquet"), "--summary", str(out / "summary.parquet"),
+            "--out", str(out / "report.html"), "--covariates", str(tmp_path / "participants.tsv"),
+            "--scatter-dir", str(out / "scatter"), "--set", "scatter_metrics=[d_stsp]"]
+    assert main(args) == 0
+    assert pd.read_parquet(out / "runs.parquet")["age"].tolist() == [20, 35, 50]
+    assert sorted(p.name for p in (out / "scatter").iterdir()) == ["d_stsp_vs_age.png"]
+    # a misspelt subjects-table column in the covariates file is named, not joined
+    (tmp_path / "bad.tsv").write_text("subject\tmodalty\n01\teeg\n")
+    assert main([*args[:-4], "--covariates", str(tmp_path / "bad.tsv")]) != 0
+    assert "bad.tsv: column 'modalty'" in capsys.readouterr().err
