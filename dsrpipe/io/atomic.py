@@ -44,7 +44,7 @@ _UMASK = _read_umask()
 
 def default_mode(directory: bool = False) -> int:
     """The mode ``open()`` (``mkdir()``) gives a new file (folder) under the process's umask;
-    ``mkstemp``/``mkdtemp`` make 0600/0700 instead, which colleagues cannot read."""
+    the tempfile module makes 0600 files and 0700 folders instead, which colleagues cannot read."""
     return (0o777 if directory else 0o666) & ~_UMASK
 
 
