@@ -83,6 +83,24 @@ class _Models:
                     float(n_steps), self.clip, active, *self.work, losses)
 
 
+def draw_batch(sampler: SubsequenceSampler, generator: torch.Generator, cfg: TrainConfig, n_obs: int,
+               n_inputs: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One model's next batch as :func:`dsrpipe.training.train` draws it: the sampled windows'
+    observed channels (plus teacher noise from the model's ``generator``) and their input channels."""
+    window = sampler.sample()
+    batch = window[..., :n_obs] if n_inputs else window
+    if cfg.teacher_noise > 0:
+        noise = torch.randn(batch.shape, generator=generator, dtype=batch.dtype)
+        batch = batch + cfg.teacher_noise * noise.to(batch.device)
+    return batch, (window[..., n_obs:] if n_inputs else None)
+
+
+def diverged_loss(value: float, epoch: int, batch: int) -> TrainingDivergedError:
+    """The error of a model whose loss turned non-finite at 0-based ``batch`` of ``epoch``."""
+    return TrainingDivergedError(f"training diverged: loss = {value} at epoch {epoch}, batch {batch + 1} "
+                                 f"(try a smaller train.lr or a larger train.alpha)")
+
+
 def train_many(
     x_train: np.ndarray,
     cfg: TrainConfig,
@@ -183,22 +201,16 @@ def train_many(
         totals = [0.0] * R
         for b in range(cfg.batches_per_epoch):
             for r in np.flatnonzero(active):
-                window = samplers[r].sample()
-                batch = window[..., :N] if n_inputs else window
-                if cfg.teacher_noise > 0:
-                    noise = torch.randn(batch.shape, generator=generators[r], dtype=batch.dtype)
-                    batch = batch + cfg.teacher_noise * noise
+                batch, inputs = draw_batch(samplers[r], generators[r], cfg, N, n_inputs)
                 X[r] = batch.numpy()
                 if n_inputs:
-                    U[r] = window[..., N:].numpy()
+                    U[r] = inputs.numpy()
             n_steps += 1
             stack.step(X, U, W, lr, n_steps, active, losses)
             for r in np.flatnonzero(active):
                 value = float(losses[r])
                 if not math.isfinite(value):
-                    errors[r] = TrainingDivergedError(
-                        f"training diverged: loss = {value} at epoch {epoch}, batch {b + 1} "
-                        f"(try a smaller train.lr or a larger train.alpha)")
+                    errors[r] = diverged_loss(value, epoch, b)
                     active[r] = False
                     continue
                 totals[r] += value

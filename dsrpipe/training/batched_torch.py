@@ -41,6 +41,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from dsrpipe import DsrpipeError
 from dsrpipe.config import TrainConfig
+from dsrpipe.training.batched import diverged_loss, draw_batch
 from dsrpipe.training.data import SubsequenceSampler
 from dsrpipe.training.forcing import AdaptiveAlpha, estimate_stf_tau, forced_loss, forcing_weights
 from dsrpipe.training.loop import (
@@ -256,22 +257,15 @@ def train_many_torch(
         totals = [0.0] * R
         for b in range(cfg.batches_per_epoch):
             for r in np.flatnonzero(active):
-                window = samplers[r].sample()
-                batch = window[..., :N] if n_inputs else window
-                if cfg.teacher_noise > 0:
-                    noise = torch.randn(batch.shape, generator=generators[r], dtype=batch.dtype)
-                    batch = batch + cfg.teacher_noise * noise.to(device)
-                X[r] = batch
+                X[r], inputs = draw_batch(samplers[r], generators[r], cfg, N, n_inputs)
                 if n_inputs:
-                    U[r] = window[..., N:]
+                    U[r] = inputs
             n_steps += 1
             losses = stack.step(X, lr, weights, torch.from_numpy(active).to(device), U)
             for r in np.flatnonzero(active):
                 value = float(losses[r])
                 if not math.isfinite(value):
-                    errors[r] = TrainingDivergedError(
-                        f"training diverged: loss = {value} at epoch {epoch}, batch {b + 1} "
-                        f"(try a smaller train.lr or a larger train.alpha)")
+                    errors[r] = diverged_loss(value, epoch, b)
                     active[r] = False
                     continue
                 totals[r] += value
