@@ -30,9 +30,11 @@ class PrepareConfig:
     standardise: bool = True
     min_samples: int = 200
     dt: float | None = None
+    smooth_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         _check(0 < self.test_fraction < 1, "prepare.test_fraction must be in (0, 1)")
+        _check(self.smooth_sigma >= 0, "prepare.smooth_sigma must be >= 0 (samples; 0: off)")
         _check(self.min_samples >= 10, "prepare.min_samples must be >= 10")
         _check(self.dt is None or self.dt > 0, "prepare.dt must be positive")
 

@@ -264,3 +264,51 @@ def test_cli_prepare_bad_override_exit_code_2(tmp_path, raw, capsys):
     assert _cli(src, out, "--set", "test_fraction=1.5") == 2
     assert "test_fraction" in capsys.readouterr().err
     assert list(out.iterdir()) == []
+
+
+# ---------------------------------------------------------------- smoothing (prepare.smooth_sigma)
+
+
+def test_smooth_time_damps_a_sine_and_white_noise_by_the_gaussian_filter_gains():
+    """Known answers: a Gaussian of width sigma multiplies a sine of angular frequency w (per sample) by
+    exp(-sigma^2 w^2 / 2), and white noise's std by sqrt(sum k^2) ~ (2 sigma sqrt(pi))^-1/2."""
+    from dsrpipe.preprocessing.common import smooth_time
+
+    sigma, t = 2.0, np.arange(4000)
+    w = 2 * np.pi / 25  # a period of 25 samples: gain exp(-2 w^2) = 0.881
+    out = smooth_time(np.sin(w * t)[:, None], sigma)
+    inner = slice(100, -100)  # away from the mirrored edges
+    np.testing.assert_allclose(out[inner, 0], np.exp(-(sigma * w) ** 2 / 2) * np.sin(w * t[inner]), atol=2e-3)
+    noise = np.random.default_rng(0).normal(size=(200_000, 1))
+    ratio = smooth_time(noise, sigma).std() / noise.std()
+    assert abs(ratio - (2 * sigma * np.sqrt(np.pi)) ** -0.5) < 0.01  # 0.376
+    np.testing.assert_array_equal(smooth_time(noise[:50], 0.0), noise[:50])  # 0: off
+
+
+def test_smooth_time_keeps_a_line_and_touches_only_the_chosen_columns():
+    from dsrpipe.preprocessing.common import smooth_time
+
+    x = np.column_stack([np.linspace(-3, 5, 300), np.tile([0.0, 1.0], 150)])
+    out = smooth_time(x, 1.5, which=np.array([True, False]))
+    np.testing.assert_allclose(out[20:-20, 0], x[20:-20, 0], atol=1e-12)  # symmetric kernel: a line stays
+    np.testing.assert_array_equal(out[:, 1], x[:, 1])  # an input or label column is never smoothed
+    with pytest.raises(DsrpipeError, match="sigma"):
+        smooth_time(x, -1.0)
+
+
+def test_prepare_smooths_each_segment_on_its_own(raw):
+    """prepare.smooth_sigma: the training segment is smoothed without any test sample (and vice versa)."""
+    from dsrpipe.preprocessing.common import smooth_time
+
+    cfg = PrepareConfig(smooth_sigma=2.0, standardise=False)
+    train, test = prepare(raw, CHANNELS, subject="01", cfg=cfg)
+    np.testing.assert_allclose(train.data, smooth_time(raw[:800], 2.0), rtol=1e-12)
+    np.testing.assert_allclose(test.data, smooth_time(raw[800:], 2.0), rtol=1e-12)
+    assert np.diff(train.data[:, 0]).std() < 0.3 * np.diff(raw[:800, 0]).std()  # the white noise is mostly gone
+    changed = raw.copy()
+    changed[800:] += 100.0
+    train2, _ = prepare(changed, CHANNELS, subject="01", cfg=cfg)
+    np.testing.assert_array_equal(train2.data, train.data)
+    assert train.meta["prepare"]["smooth_sigma"] == 2.0
+    with pytest.raises(DsrpipeError, match="prepare.smooth_sigma"):
+        PrepareConfig(smooth_sigma=-0.5)
