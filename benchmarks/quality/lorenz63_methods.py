@@ -54,7 +54,11 @@ def train_and_score(overrides: dict, seed: int, data_dir) -> tuple[dict, object,
     Parameters
     ----------
     overrides : dict
-        TrainConfig keys (``epochs`` included) on top of the defaults.
+        TrainConfig keys (``epochs`` included) on top of the defaults, and optionally
+        ``smooth_sigma``: the ``prepare.smooth_sigma`` option, i.e. the training orbit
+        (the whole file, before the validation tail is cut off, as the workflow's
+        prepared training segment) Gaussian-smoothed along time by
+        :func:`dsrpipe.preprocessing.common.smooth_time`. The test orbit is never smoothed.
     seed : int
     data_dir : path
         Folder with ``lorenz63_train.npy`` and ``lorenz63_test.npy``.
@@ -77,8 +81,12 @@ def train_and_score(overrides: dict, seed: int, data_dir) -> tuple[dict, object,
     from dsrpipe.training import train
     from dsrpipe.training.selection import validation_scores
 
+    from dsrpipe.preprocessing.common import smooth_time
+
     torch.set_num_threads(1)
-    x_train = np.load(Path(data_dir) / "lorenz63_train.npy").astype(np.float64)
+    overrides = dict(overrides)
+    smooth_sigma = float(overrides.pop("smooth_sigma", 0.0))
+    x_train = smooth_time(np.load(Path(data_dir) / "lorenz63_train.npy").astype(np.float64), smooth_sigma)
     x_test = np.load(Path(data_dir) / "lorenz63_test.npy").astype(np.float64)
     cfg = TrainConfig(**{**overrides, "seed": seed})
     n_val = int(round(cfg.validation_fraction * len(x_train)))

@@ -64,6 +64,14 @@ SETTINGS = {
     "no clipping": {"grad_clip_norm": None},
     "epochs 2000 alpha 0.2": {"epochs": 2000, "alpha": 0.2},
     "epochs 2000 L 100": {"epochs": 2000, "hidden_dim": 100},
+    # denoising the training orbit (prepare.smooth_sigma, dsrpipe.preprocessing.common.smooth_time):
+    # the training file carries ~5 % observation noise, the test file none (issue 10, second pass)
+    "smooth 1": {"epochs": 2000, "smooth_sigma": 1.0},
+    "smooth 1.5": {"epochs": 2000, "smooth_sigma": 1.5},
+    "smooth 2": {"epochs": 2000, "smooth_sigma": 2.0},
+    "smooth 3": {"epochs": 2000, "smooth_sigma": 3.0},
+    "smooth 2 alpha 0.1": {"epochs": 2000, "smooth_sigma": 2.0, "alpha": 0.1},
+    "smooth 2 epochs 3000": {"epochs": 3000, "smooth_sigma": 2.0},
 }
 #: the coarse pass (3 seeds); the adaptive, seq_len and clipping rows are opt-in (cost or prior runs)
 COARSE = ["default", "epochs 2000", "alpha 0.1", "alpha 0.2", "L 100", "lr_end 1e-4"]
