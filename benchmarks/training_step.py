@@ -5,6 +5,8 @@ The baseline is the project's reference path (``train.backend: torch``): the mod
 autograd, gradient-norm clipping and ``torch.optim.RAdam``, float64. Against it:
 
 * ``numba``: the fused kernel for one model (``NumbaStepper``, 1 thread);
+* ``numba t=2``: the same kernel with the batch's two chunks of windows on 2 threads
+  (``train.threads: 2``; bit-identical parameters to 1 thread);
 * ``many``: ``train_many`` with R models of the same setting in one process (a Numba
   prange over models), per model and step, batch sampling included;
 * ``torch batched``: ``train_many_torch`` (the GPU path, here on the CPU, 1 thread): R models
@@ -20,6 +22,7 @@ JIT cost in fresh processes (empty and warm Numba cache).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import subprocess
@@ -46,8 +49,9 @@ SIZES = [  # (M, L, batch, sequence length)
 ]
 
 
-def make_stepper(kind, M, L, cfg):
+def make_stepper(kind, M, L, cfg, threads=1):
     torch.manual_seed(0)
+    cfg = dataclasses.replace(cfg, threads=threads)
     model = build_model("shPLRNN", M=M, L=L).double()
     readout = Readout(cfg.readout, M, M).double()
     return (TorchStepper if kind == "torch" else NumbaStepper)(model, readout, cfg)
@@ -162,6 +166,9 @@ def main() -> None:
     for (M, L, S, T), (cfg, batches, weights) in cases.items():
         rows[(M, L, S, T)].append(("numba", time_stepper(make_stepper("numba", M, L, cfg), batches, weights,
                                                                  repeat=args.repeat)))
+    for (M, L, S, T), (cfg, batches, weights) in cases.items():
+        rows[(M, L, S, T)].append(("numba t=2", time_stepper(make_stepper("numba", M, L, cfg, threads=2), batches,
+                                                             weights, repeat=args.repeat)))
     for M, L, S, T in cases:
         rows[(M, L, S, T)].append((f"many R={args.models} t={args.threads}",
                                    time_many(M, L, S, T, args.models, args.threads, max(10, args.steps // 4),

@@ -51,6 +51,7 @@ def warm_up(models: tuple[str, ...] = FAMILIES) -> float:
                           backend="numba", seed=0)
         result = train(x, cfg)
         train(x, cfg, inputs=inputs)
+        train(x, dataclasses.replace(cfg, threads=2))  # one model's batch chunks on two threads
         train_many(x, dataclasses.replace(cfg, models_per_job=2), seeds=[0, 1], threads=1)
         model = result.model
         z0 = torch.zeros(model.latent_dim, dtype=torch.float64)

@@ -32,6 +32,7 @@ from dsrpipe.training.data import SubsequenceSampler
 from dsrpipe.training.fast import (
     Workspace,
     fast_path_available,
+    gradient_buffers,
     regularisation_vector,
     train_steps,
 )
@@ -66,14 +67,16 @@ class _Models:
         R, S, T = len(models), cfg.batch_size, cfg.seq_len
         self.dims, self.off = lay.dims, lay.offsets
         self.theta = np.stack([layout.pack() for layout in self.layouts])
-        self.grad, self.m, self.v = (np.zeros_like(self.theta) for _ in range(3))
-        self.work = Workspace(lay, S, T, R=R).arrays()
+        self.grad = gradient_buffers(lay, R=R)
+        self.m, self.v = (np.zeros_like(self.theta) for _ in range(2))
+        self.workspace = Workspace(lay, S, T, R=R)
+        self.work = self.workspace.arrays()
         self.reg = regularisation_vector(models[0], cfg)
         self.clip = float(cfg.grad_clip_norm) if cfg.grad_clip_norm is not None else -1.0
 
     def states(self, r: int) -> torch.Tensor:
         """The forced states (S, T, M) of model r's last step."""
-        return torch.from_numpy(self.work[0][r]).transpose(0, 1)
+        return torch.from_numpy(self.workspace.states(r))
 
     def unpack(self, r: int) -> None:
         self.layouts[r].unpack(self.theta[r])
