@@ -178,8 +178,25 @@ def main() -> None:
         for label, (wall, cpu) in measured:
             print(f"{M:>4}{L:>6}{S:>7}{T:>5}  {label:<18}{wall * 1e3:>13.3f}{cpu * 1e3:>12.3f}"
                   f"{ref[0] / wall:>11.1f}{ref[1] / cpu:>10.1f}")
+    print_targets(rows, args.models)
     if args.compile:
         compile_cost()
+
+
+def print_targets(rows: dict, R: int) -> None:
+    """Issue 6's targets against this run's wall-time ratios (per model and step, vs the torch loop)."""
+    def ratio(key, label):
+        ref = rows[key][0][1][0]
+        return next(ref / wall for name, (wall, _) in rows[key] if name.startswith(label))
+
+    tutorial, large = (3, 50, 16, 75), (20, 200, 16, 75)
+    print("targets (wall-time ratio vs the torch loop on 1 thread):")
+    if tutorial in rows:
+        print(f"  M=3, L=50, fused kernel on 1 thread >= 30x: {ratio(tutorial, 'numba'):.1f}x")
+        print(f"  {R} models per job, per model >= 40x: {ratio(tutorial, 'many'):.1f}x at M=3, L=50")
+    if large in rows:
+        print(f"  M=20, L=200 >= 10x: {ratio(large, 'numba t=2'):.1f}x on the job's 2 threads "
+              f"({ratio(large, 'numba'):.1f}x on 1 thread)")
 
 
 if __name__ == "__main__":
