@@ -82,12 +82,14 @@ def test_two_subjects_trained_side_by_side_each_wrote_only_its_own_files(workdir
     for log in sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log")):
         rule = None
         for line in log.read_text().splitlines():
-            if m := re.match(r"^(?:local)?rule (\w+):", line):
+            if m := re.match(r"^Finished jobid: (\d+) \(Rule: train_model\)", line):
+                events.append(("end", m.group(1)))
+            elif m := re.match(r"^(?:local)?rule (\w+):", line):
                 rule = m.group(1)
+            elif not line.startswith((" ", "\t")):  # another block ("Error in rule ...:" repeats a jobid)
+                rule = None
             elif (m := re.match(r"^\s+jobid: (\d+)", line)) and rule == "train_model":
                 events.append(("start", m.group(1)))
-            elif m := re.match(r"^Finished jobid: (\d+) \(Rule: train_model\)", line):
-                events.append(("end", m.group(1)))
     starts = [i for i, (kind, _) in enumerate(events) if kind == "start"]
     ends = [i for i, (kind, _) in enumerate(events) if kind == "end"]
     assert len(starts) == len(GOOD) and len(ends) == len(GOOD), events
