@@ -136,3 +136,40 @@ def test_train_many_equals_training_each_alone(lorenz, overrides):
                 np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
     # different seeds, different models
     assert not np.array_equal(many[0].result.model.A.detach().numpy(), many[1].result.model.A.detach().numpy())
+
+
+@pytest.mark.parametrize("S", [5, 16])
+def test_split_step_equals_serial_step(S):
+    """train_step_split (the batch's chunks in a prange) against train_steps (the chunks one after
+    the other), called directly so the check holds whatever thread count Numba has here: same
+    loss, parameters, moments and forced states, bit for bit; the second chunk has a gradient of
+    its own, and Workspace.states puts every window back in its place (z_0 = x_0 on the observed
+    units)."""
+    from dsrpipe.training.fast import FlatLayout, Workspace, gradient_buffers, train_step_split, train_steps
+
+    model, readout = make("shPLRNN", 9, 1)
+    layout = FlatLayout(model, readout)
+    gen = np.random.default_rng(3)
+    X = gen.standard_normal((1, S, 21, 3))
+    U = gen.standard_normal((1, S, 21, 1))
+    W = forcing_weights("gtf", 20, 0.2).numpy()[None].copy()
+    reg = np.array([1e-3, 0.0, 0.0])
+    outs = []
+    for kernel in ("serial", "split"):
+        theta = layout.pack()[None].copy()
+        G = gradient_buffers(layout, R=1)
+        m, v = np.zeros_like(theta), np.zeros_like(theta)
+        work = Workspace(layout, S, 20, R=1)
+        loss = np.zeros(1)
+        for step in (1.0, 2.0):
+            args = (layout.dims, layout.offsets, theta, G, m, v, X, U, W, reg, 1e-3, step, 0.5)
+            if kernel == "serial":
+                train_steps(*args, np.ones(1, dtype=np.bool_), *work.arrays(), loss)
+            else:
+                train_step_split(*args, *work.arrays(), loss)
+        outs.append((loss.copy(), theta, m, v, work.states(0), G[0, 1].copy()))
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+    assert np.abs(outs[0][5]).max() > 0  # the second chunk had a gradient of its own
+    assert outs[0][4].shape == (S, 20, 9)
+    np.testing.assert_array_equal(outs[0][4][:, 0, :3], X[0, :, 0])
