@@ -236,7 +236,9 @@ def train(
         stepper.load_state_dict(state["stepper"])
     log.info("training %s (%d parameters, %s readout, %s%s) on %d x %d samples%s with the %s path", model.name,
              model.n_params, cfg.readout, cfg.forcing, " adaptive alpha" if schedule else "", data.shape[0], N,
-             f" and {n_inputs} inputs" if n_inputs else "", stepper.name)
+             f" and {n_inputs} inputs" if n_inputs else "",
+             stepper.name + (f" (batch chunks on {stepper.threads} threads)" if getattr(stepper, "threads", 1) > 1
+                             else ""))
 
     def weights_now() -> torch.Tensor:
         alpha = schedule.alpha if schedule is not None else cfg.alpha
