@@ -114,18 +114,20 @@ def test_fast_path_coverage():
 
 @pytest.mark.parametrize("overrides", [{}, {"model": "ALRNN", "alpha_mode": "adaptive", "alpha_every": 4,
                                             "latent_dim": 4, "teacher_noise": 0.05},
-                                       {"readout": "affine", "latent_dim": 2}])
+                                       {"readout": "affine", "latent_dim": 2},
+                                       {"hidden_dim": 400, "alpha_mode": "adaptive", "alpha_every": 3}])
 def test_train_many_equals_training_each_alone(lorenz, overrides):
     from dsrpipe.training.batched import train_many
 
-    cfg = TrainConfig(hidden_dim=10, epochs=2, batches_per_epoch=6, seq_len=15, batch_size=3, **overrides)
+    cfg = TrainConfig(**{"hidden_dim": 10, "epochs": 2, "batches_per_epoch": 6, "seq_len": 15, "batch_size": 3, **overrides})
     seeds = [0, 5, 2]
     many = train_many(lorenz, cfg, seeds, threads=2)
     assert [m.seed for m in many] == seeds
     for item in many:
         assert item.error is None
         alone = train(lorenz, dataclasses.replace(cfg, seed=item.seed, backend="numba"))
-        # the batch's two chunks (1 and 2 windows) on two threads (train_step_split): the same bits
+        # threads: 2 (with hidden_dim 400, the batch's two chunks of 1 and 2 windows on two threads,
+        # train_step_split): the same bits
         split = train(lorenz, dataclasses.replace(cfg, seed=item.seed, backend="numba", threads=2))
         for other in (alone, split):
             for col in ("epoch", "loss", "alpha", "lr"):
@@ -138,6 +140,37 @@ def test_train_many_equals_training_each_alone(lorenz, overrides):
     assert not np.array_equal(many[0].result.model.A.detach().numpy(), many[1].result.model.A.detach().numpy())
 
 
+def chunked_model():
+    """A shPLRNN big enough (M x L >= CHUNK_MIN_WORK) for the kernel to split its batches."""
+    torch.manual_seed(2)
+    model = build_model("shPLRNN", M=9, K=1, L=120).double()
+    with torch.no_grad():
+        model.h1.normal_(std=0.3)
+    return model, Readout("identity", 3, 9).double()
+
+
+def test_chunked_batch_matches_autograd():
+    """A batch in two chunks (3 + 4 windows), each with its own gradient buffer: the summed loss and
+    gradient equal autograd's on the whole batch, and the small models keep one chunk."""
+    from dsrpipe.models.kernels import FlatLayout
+    from dsrpipe.training.fast import n_chunks
+
+    model, readout = chunked_model()
+    assert n_chunks(FlatLayout(model, readout).dims, 7) == 2
+    assert n_chunks(FlatLayout(*make("shPLRNN", 3, 0)).dims, 7) == 1  # 3 x 12 multiply-adds
+    gen = torch.Generator().manual_seed(5)
+    batch = torch.randn(7, 21, 3, dtype=torch.float64, generator=gen)
+    inputs = torch.randn(7, 21, 1, dtype=torch.float64, generator=gen)
+    weights = forcing_weights("gtf", 20, 0.2)
+    fast_loss, grads = loss_and_grads(model, readout, batch, weights, inputs)
+    loss, _ = forced_loss(model, readout, batch, weights, inputs)
+    loss.backward()
+    assert fast_loss == pytest.approx(float(loss.detach()), rel=1e-12)
+    params = dict(model.named_parameters()) | {f"readout.{k}": v for k, v in readout.named_parameters()}
+    for name, g in grads.items():
+        np.testing.assert_allclose(g, params[name].grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+
+
 @pytest.mark.parametrize("S", [5, 16])
 def test_split_step_equals_serial_step(S):
     """train_step_split (the batch's chunks in a prange) against train_steps (the chunks one after
@@ -145,10 +178,11 @@ def test_split_step_equals_serial_step(S):
     loss, parameters, moments and forced states, bit for bit; the second chunk has a gradient of
     its own, and Workspace.states puts every window back in its place (z_0 = x_0 on the observed
     units)."""
-    from dsrpipe.training.fast import FlatLayout, Workspace, gradient_buffers, train_step_split, train_steps
+    from dsrpipe.training.fast import FlatLayout, Workspace, gradient_buffers, n_chunks, train_step_split, train_steps
 
-    model, readout = make("shPLRNN", 9, 1)
+    model, readout = chunked_model()
     layout = FlatLayout(model, readout)
+    assert n_chunks(layout.dims, S) == 2
     gen = np.random.default_rng(3)
     X = gen.standard_normal((1, S, 21, 3))
     U = gen.standard_normal((1, S, 21, 1))

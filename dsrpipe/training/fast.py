@@ -21,9 +21,10 @@ session 4). Parameters, gradients and RAdam moments are flat float64 vectors
 (:class:`~dsrpipe.models.kernels.FlatLayout`), so clipping and RAdam are one
 loop each.
 
-A batch's windows fall into :data:`BATCH_CHUNKS` fixed chunks, each rolled out and
-differentiated on its own into its own gradient buffer, the buffers then summed in
-order. With ``train.threads`` >= 2 one model's chunks run on parallel threads
+A batch's windows fall into :data:`BATCH_CHUNKS` fixed chunks (models from
+:data:`CHUNK_MIN_WORK` multiply-adds per window and step; smaller ones keep the batch
+whole), each rolled out and differentiated on its own into its own gradient buffer,
+the buffers then summed in order. With ``train.threads`` >= 2 one model's chunks run on parallel threads
 (:func:`train_step_split`, 1.5-1.8x at M = 20, L = 200); with one thread, or among
 many models (:func:`train_steps`), they run one after the other. Either way the
 same numbers come out, bit for bit.
@@ -57,6 +58,7 @@ from dsrpipe.models.kernels import (
     D_CLIP,
     D_K,
     D_KIND,
+    D_L,
     D_LIN,
     D_M,
     JIT,
@@ -441,12 +443,26 @@ def _radam(th, g, m, v, lr, step, coef):
 #: the chunks can run on separate threads (:func:`train_step_split`, one model on the job's
 #: cores), and a model's numbers do not depend on how many threads ran them
 BATCH_CHUNKS = 2
+#: ... for models from this many multiply-adds per window and time step of the map (M x L for
+#: the shallow family, M x M otherwise); smaller ones (the tutorial's 3 x 50) keep the batch
+#: whole: chunks cost them ~10 % on one thread and two threads gain them little
+CHUNK_MIN_WORK = 1024
+
+
+@njit(**JIT)
+def n_chunks(dims, S):
+    """How many chunks a batch of S windows falls into for the model of layout ``dims``."""
+    M = dims[D_M]
+    width = dims[D_L] if dims[D_KIND] == SHALLOW else M
+    if M * width < CHUNK_MIN_WORK:
+        return 1
+    return min(BATCH_CHUNKS, S)
 
 
 @njit(inline="always", **JIT)
-def _chunk(S, c):
+def _chunk(dims, S, c):
     """Windows [s0, s1) of chunk c of a batch of S windows."""
-    C = min(BATCH_CHUNKS, S)
+    C = n_chunks(dims, S)
     return (c * S) // C, ((c + 1) * S) // C
 
 
@@ -456,7 +472,7 @@ def chunk_loss_and_grad(dims, off, th, G, X, U, w, Z, GY, PRE, HID, GC, c):
     (zeroed first). The flat work arrays (:class:`Workspace`) hold the chunks one after another."""
     S, T1, _ = X.shape
     T = T1 - 1
-    s0, s1 = _chunk(S, c)
+    s0, s1 = _chunk(dims, S, c)
     n = s1 - s0
     M = dims[D_M]
     width = PRE.shape[0] // (T * S)
@@ -470,12 +486,12 @@ def chunk_loss_and_grad(dims, off, th, G, X, U, w, Z, GY, PRE, HID, GC, c):
 
 
 @njit(inline="always", **JIT)
-def _sum_chunks(G, S, parts):
-    """The batch's loss from the chunks' ``parts``, its gradient summed into ``G[0]``, in chunk order."""
+def _sum_chunks(G, C, parts):
+    """The batch's loss from the C chunks' ``parts``, its gradient summed into ``G[0]``, in chunk order."""
     loss = 0.0
-    for c in range(min(BATCH_CHUNKS, S)):
+    for c in range(C):
         loss += parts[c]
-    for c in range(1, min(BATCH_CHUNKS, S)):
+    for c in range(1, C):
         G[0] += G[c]
     return loss
 
@@ -483,11 +499,11 @@ def _sum_chunks(G, S, parts):
 @njit(**JIT)
 def batch_loss_and_grad(dims, off, th, G, X, U, w, Z, GY, PRE, HID, GC):
     """Loss and gradient (in ``G[0]``) of the whole batch, chunk by chunk on this thread."""
-    S = X.shape[0]
+    C = n_chunks(dims, X.shape[0])
     parts = np.zeros(BATCH_CHUNKS)
-    for c in range(min(BATCH_CHUNKS, S)):
+    for c in range(C):
         parts[c] = chunk_loss_and_grad(dims, off, th, G, X, U, w, Z, GY, PRE, HID, GC, c)
-    return _sum_chunks(G, S, parts)
+    return _sum_chunks(G, C, parts)
 
 
 @njit(**JIT)
@@ -538,12 +554,12 @@ def train_step_split(dims, off, TH, G, Mo, V, X, U, W, reg, lr, step, clip_norm,
     """:func:`train_step` of one model (R = 1 arrays, as :func:`train_steps`) with the batch's
     chunks on parallel threads: the same chunks, summed in the same order, so the result is
     bit-identical to :func:`train_steps`."""
-    S = X.shape[1]
+    C = n_chunks(dims, X.shape[1])
     parts = np.zeros(BATCH_CHUNKS)
-    for c in prange(min(BATCH_CHUNKS, S)):
+    for c in prange(C):
         parts[c] = chunk_loss_and_grad(dims, off, TH[0], G[0], X[0], U[0], W[0], Z[0], GY[0], PRE[0], HID[0],
                                        GC[0], c)
-    loss = _sum_chunks(G[0], S, parts)
+    loss = _sum_chunks(G[0], C, parts)
     losses[0] = _update(dims, off, TH[0], G[0][0], Mo[0], V[0], loss, reg, lr, step, clip_norm)
 
 
@@ -558,7 +574,7 @@ class Workspace:
         M, width = int(layout.dims[D_M]), max(layout.cache_width, 1)
         lead = () if R is None else (R,)
         self.shape = (S, T)
-        self.M = M
+        self.M, self.dims = M, layout.dims
         self.Z = np.zeros((*lead, T * S * M))
         self.GY = np.zeros((*lead, T * S * M))
         self.PRE = np.zeros((*lead, T * S * width))
@@ -573,8 +589,9 @@ class Workspace:
         S, T = self.shape
         Z = self.Z if r is None else self.Z[r]
         blocks = []
-        for c in range(min(BATCH_CHUNKS, S)):
-            s0, s1 = (c * S) // min(BATCH_CHUNKS, S), ((c + 1) * S) // min(BATCH_CHUNKS, S)
+        C = n_chunks(self.dims, S)
+        for c in range(C):
+            s0, s1 = (c * S) // C, ((c + 1) * S) // C
             blocks.append(Z[T * s0 * self.M:T * s1 * self.M].reshape(T, s1 - s0, self.M))
         return np.concatenate(blocks, axis=1).transpose(1, 0, 2).copy()
 
@@ -659,7 +676,8 @@ class NumbaStepper:
         self._grad = gradient_buffers(self.layout, R=1)
         self._m, self._v = (np.zeros_like(self._theta) for _ in range(2))
         # the batch's chunks on up to train.threads threads (bit-identical to one thread)
-        self.threads = max(1, min(int(cfg.threads), BATCH_CHUNKS, numba.config.NUMBA_NUM_THREADS))
+        self.threads = max(1, min(int(cfg.threads), n_chunks(self.layout.dims, cfg.batch_size),
+                                  numba.config.NUMBA_NUM_THREADS))
         self.reg = regularisation_vector(model, cfg)
         self.clip = float(cfg.grad_clip_norm) if cfg.grad_clip_norm is not None else -1.0
         self.n_steps = 0
