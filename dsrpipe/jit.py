@@ -51,12 +51,15 @@ def warm_up(models: tuple[str, ...] = FAMILIES) -> float:
                           backend="numba", seed=0)
         result = train(x, cfg)
         train(x, cfg, inputs=inputs)
-        train(x, dataclasses.replace(cfg, threads=2))  # one model's batch chunks on two threads
         train_many(x, dataclasses.replace(cfg, models_per_job=2), seeds=[0, 1], threads=1)
         model = result.model
         z0 = torch.zeros(model.latent_dim, dtype=torch.float64)
         model.generate(z0, 10)
         lyapunov_analysis(model, z0.numpy(), n_steps=20, n_transient=5)
+    # one model's batch chunks on two threads (train_step_split: one compilation for every family,
+    # used from M x L = CHUNK_MIN_WORK on)
+    train(x, TrainConfig(hidden_dim=400, epochs=1, batches_per_epoch=1, batch_size=2, seq_len=10, backend="numba",
+                         threads=2))
     seconds = time.perf_counter() - start
     logger.info("Numba kernels for %s ready (%.1f s)", ", ".join(models), seconds)
     return seconds
