@@ -78,10 +78,9 @@ def train_and_score(overrides: dict, seed: int, data_dir) -> tuple[dict, object,
                                   state_space_divergence)
     from dsrpipe.config import TrainConfig
     from dsrpipe.models.readout import generate_observations
+    from dsrpipe.preprocessing.common import smooth_time
     from dsrpipe.training import train
     from dsrpipe.training.selection import validation_scores
-
-    from dsrpipe.preprocessing.common import smooth_time
 
     torch.set_num_threads(1)
     overrides = dict(overrides)
