@@ -312,3 +312,13 @@ def test_prepare_smooths_each_segment_on_its_own(raw):
     assert train.meta["prepare"]["smooth_sigma"] == 2.0
     with pytest.raises(DsrpipeError, match="prepare.smooth_sigma"):
         PrepareConfig(smooth_sigma=-0.5)
+
+
+def test_prepare_smooths_only_continuous_channels():
+    """Counts stay integer counts (Poisson readout), inputs and labels stay as they are."""
+    rng = np.random.default_rng(3)
+    data = np.column_stack([rng.normal(size=600), rng.poisson(3.0, 600), rng.integers(0, 2, 600)]).astype(float)
+    cfg = PrepareConfig(smooth_sigma=2.0, standardise=False)
+    train, _ = prepare(data, CHANNELS, subject="01", cfg=cfg, channel_types=["continuous", "count", "input"])
+    assert not np.allclose(train.data[:, 0], data[:480, 0])
+    np.testing.assert_array_equal(train.data[:, 1:], data[:480, 1:])
