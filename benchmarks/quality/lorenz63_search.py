@@ -60,6 +60,7 @@ SETTINGS = {
     "alpha 0.1": {"epochs": 1000, "alpha": 0.1},  # weaker forcing: longer free-running stretches
     "alpha 0.2": {"epochs": 1000, "alpha": 0.2},  # stronger forcing: smoother loss, shorter horizon
     "adaptive alpha": {"epochs": 1000, "alpha_mode": "adaptive"},  # Hess et al. 2023; 2.5x the cost per step
+    "epochs 2000 adaptive alpha": {"epochs": 2000, "alpha_mode": "adaptive"},  # at the default budget
     "L 100": {"epochs": 1000, "hidden_dim": 100},  # more linear regions
     "lr_end 1e-4": {"epochs": 1000, "lr_end": 1e-4},  # less decay: more movement late in training
     "seq_len 150": {"epochs": 2000, "seq_len": 150},  # longer windows (2x the cost per step)
