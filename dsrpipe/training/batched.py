@@ -70,7 +70,6 @@ class _Models:
         self.grad = gradient_buffers(lay, R=R)
         self.m, self.v = (np.zeros_like(self.theta) for _ in range(2))
         self.workspace = Workspace(lay, S, T, R=R)
-        self.work = self.workspace.arrays()
         self.reg = regularisation_vector(models[0], cfg)
         self.clip = float(cfg.grad_clip_norm) if cfg.grad_clip_norm is not None else -1.0
 
@@ -83,7 +82,7 @@ class _Models:
 
     def step(self, X, U, W, lr: float, n_steps: int, active, losses) -> None:
         train_steps(self.dims, self.off, self.theta, self.grad, self.m, self.v, X, U, W, self.reg, float(lr),
-                    float(n_steps), self.clip, active, *self.work, losses)
+                    float(n_steps), self.clip, active, *self.workspace.arrays(), losses)
 
 
 def draw_batch(sampler: SubsequenceSampler, generator: torch.Generator, cfg: TrainConfig, n_obs: int,

@@ -589,9 +589,8 @@ class Workspace:
         S, T = self.shape
         Z = self.Z if r is None else self.Z[r]
         blocks = []
-        C = n_chunks(self.dims, S)
-        for c in range(C):
-            s0, s1 = (c * S) // C, ((c + 1) * S) // C
+        for c in range(n_chunks(self.dims, S)):
+            s0, s1 = _chunk(self.dims, S, c)  # the kernels' own chunk bounds
             blocks.append(Z[T * s0 * self.M:T * s1 * self.M].reshape(T, s1 - s0, self.M))
         return np.concatenate(blocks, axis=1).transpose(1, 0, 2).copy()
 
