@@ -309,6 +309,39 @@ def test_validation_scores_flag_an_orbit_that_diverges_after_the_tail():
     assert validation_scores(_linear_plrnn(0.999), None, x_val, np.ones((200, 1)))["d_stsp"] == decaying["d_stsp"]
 
 
+def _bistable_map(bistable: bool):
+    """1-D shPLRNN: f(z) = 0.5 z - 0.5 + 1.5 relu(z + 1/3) - 1.5 relu(z - 1/3) has stable fixed points
+    at -1 and +1 (slope 0.5) and an unstable one at 0 (slope 2); without the ReLU terms and with
+    h1 = +0.5, f(z) = 0.5 z + 0.5 has +1 as its only fixed point."""
+    from dsrpipe.models.shallow import ShallowPLRNN
+
+    model = ShallowPLRNN(1, 2).double()
+    with torch.no_grad():
+        model.A.fill_(0.5)
+        model.W2.copy_(torch.ones(2, 1))
+        model.h2.copy_(torch.tensor([1 / 3, -1 / 3]))
+        model.W1.copy_(torch.tensor([[1.5, -1.5]]) if bistable else torch.zeros(1, 2))
+        model.h1.fill_(-0.5 if bistable else 0.5)
+    return model
+
+
+def test_validation_scores_take_the_worst_of_several_starts():
+    # the tail sits near +1, except for its last 20 % near -1: from the first point both models settle
+    # at +1 and score alike, but from a point in the last stretch the bistable model settles at -1
+    rng = np.random.default_rng(0)
+    x_val = np.where(np.arange(400)[:, None] < 320, 1.0, -1.0) + 0.05 * rng.standard_normal((400, 1))
+    bistable, monostable = _bistable_map(True), _bistable_map(False)
+    first_only = validation_scores(bistable, None, x_val, n_starts=1)
+    assert first_only["d_stsp_starts"] == [first_only["d_stsp"]]
+    assert first_only["d_stsp"] == pytest.approx(validation_scores(monostable, None, x_val, n_starts=1)["d_stsp"])
+    worst = validation_scores(bistable, None, x_val)
+    assert len(worst["d_stsp_starts"]) == 8 and worst["worst_start"] >= 320
+    assert worst["d_stsp"] == max(worst["d_stsp_starts"]) > first_only["d_stsp"] + 1
+    assert worst["d_stsp"] > validation_scores(monostable, None, x_val)["d_stsp"] + 1
+    # driven by inputs, a model starts from the tail's first point only
+    assert validation_scores(bistable, None, x_val, np.zeros((400, 1)))["d_stsp"] == first_only["d_stsp"]
+
+
 def test_select_restart_without_scores_and_with_a_broken_run(tmp_path):
     runs = [_run(tmp_path, "a", 0, None), _run(tmp_path, "b", 1, None)]
     assert select_restart(runs)["seed"] == 0

@@ -1,9 +1,13 @@
 """Restart selection from training data only.
 
 Each run scores its model on the held-out tail of its own training segment
-(``train.validation_fraction``): the generated orbit from the tail's first
-point against the tail, by the evaluation protocol (1.25 T generated, the
-first 0.25 T dropped). The selected restart of a subject is the run with the
+(``train.validation_fraction``): orbits generated from several points of the
+tail (:data:`VALIDATION_STARTS`, evenly spaced, the first point among them),
+each scored against the whole tail by the evaluation protocol (T steps after
+a dropped transient of 0.25 T), and the worst of them counts. A model with a
+stable state next to its chaotic attractor (a "collapsed" restart) runs well
+from most points and falls into that state from some; one start may miss this,
+several rarely do. The selected restart of a subject is the run with the
 smallest validation D_stsp (D_H breaks ties); the test segment is never used.
 """
 
@@ -29,14 +33,23 @@ MIN_VALIDATION_SAMPLES = 100
 GMM_FROM_CHANNELS = 6
 #: the validation orbit is checked for divergence over at least this many steps
 DIVERGENCE_HORIZON = 10_000
+#: validation orbits start from this many evenly spaced points of the tail (models without inputs)
+VALIDATION_STARTS = 8
 
 
-def validation_scores(model, readout, x_val: np.ndarray, inputs: np.ndarray | None = None) -> dict:
+def validation_scores(model, readout, x_val: np.ndarray, inputs: np.ndarray | None = None,
+                      n_starts: int = VALIDATION_STARTS) -> dict:
     """D_stsp and D_H of the free-running model on the validation tail ``x_val`` (T, N).
 
-    The orbit is run on past the tail, to :data:`DIVERGENCE_HORIZON` steps or ten tails,
-    whichever is longer: a model whose orbit diverges there (see
-    :func:`dsrpipe.analysis.divergence.first_divergence`) scores inf, so selection never
+    Orbits start from ``n_starts`` evenly spaced points of the tail (its first point among
+    them) and run T steps after a dropped transient of 0.25 T; each is scored against the
+    whole tail and the worst D_stsp counts (``d_stsp``, with that orbit's ``d_h``;
+    ``d_stsp_starts`` lists every start's). A model driven by ``inputs`` starts from the
+    tail's first point only, where its inputs line up with the tail.
+
+    The first orbit is run on past the tail, to :data:`DIVERGENCE_HORIZON` steps or ten
+    tails, whichever is longer: a model whose orbit diverges there or from any other start
+    (see :func:`dsrpipe.analysis.divergence.first_divergence`) scores inf, so selection never
     picks a restart that looks good on the short tail and explodes on a test-length orbit.
     """
     from dsrpipe.analysis.divergence import first_divergence
@@ -51,11 +64,18 @@ def validation_scores(model, readout, x_val: np.ndarray, inputs: np.ndarray | No
         # transient) and after it (the divergence check)
         k = inputs.shape[1]
         u = np.concatenate([np.resize(inputs, (n_drop, k)), inputs, np.resize(inputs, (n_total - T, k))])
-    orbit = generate_observations(model, readout, x_val[0], n_total, n_drop, u)
-    step = first_divergence(orbit)
-    if step is not None:  # on the tail or after it
-        return {"d_stsp": math.inf, "d_h": math.inf, "method": None, "diverged_at_step": int(n_drop + step)}
-    return score_generated(x_val, orbit[:T])
+    starts = [0] if inputs is not None else sorted({int(i) for i in np.linspace(0, T - 1, max(1, n_starts))})
+    scores = []
+    for start in starts:
+        orbit = (generate_observations(model, readout, x_val[0], n_total, n_drop, u) if start == 0 else
+                 generate_observations(model, readout, x_val[start], T, n_drop))
+        step = first_divergence(orbit)
+        if step is not None:  # on the tail, after it, or from another start
+            return {"d_stsp": math.inf, "d_h": math.inf, "method": None, "diverged_at_step": int(n_drop + step),
+                    "diverged_from": start}
+        scores.append(score_generated(x_val, orbit[:T]))
+    worst = max(range(len(scores)), key=lambda i: scores[i]["d_stsp"])
+    return {**scores[worst], "worst_start": starts[worst], "d_stsp_starts": [sc["d_stsp"] for sc in scores]}
 
 
 def score_generated(x_val: np.ndarray, gen: np.ndarray) -> dict:
@@ -101,7 +121,7 @@ def select_restart(run_dirs: list[str | os.PathLike], out: str | os.PathLike | N
     best = min(range(len(rows)), key=lambda i: (rows[i]["val_d_stsp"], rows[i]["val_d_h"], i))
     scored = any(math.isfinite(r["val_d_stsp"]) for r in rows)
     result = {"selected": rows[best]["run"], "seed": rows[best]["seed"],
-              "rule": "smallest validation D_stsp on the training segment's held-out tail"
+              "rule": "smallest validation D_stsp (the worst of several starts) on the training segment's held-out tail"
               if scored else "no run has a validation score; the first run is used",
               "candidates": [{**r, "val_d_stsp": r["val_d_stsp"] if math.isfinite(r["val_d_stsp"]) else None,
                               "val_d_h": r["val_d_h"] if math.isfinite(r["val_d_h"]) else None} for r in rows]}
