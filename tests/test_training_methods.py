@@ -465,3 +465,15 @@ def test_evaluation_uses_the_readout_and_the_inputs(lorenz, tmp_path):
     assert out.metrics["pe_curve"][4] == pytest.approx(pe)
     blind = prediction_error(result.model, test.data, 5, readout=result.readout)
     assert blind != pytest.approx(pe)  # the inputs matter
+
+
+def test_generate_observations_from_a_read_only_start():
+    # data read from Parquet are read-only views; torch warns when wrapping them without a copy
+    import warnings
+
+    x = np.ones((5, 1))
+    x.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        orbit = generate_observations(_bistable_map(True), None, x[0], 4)
+    assert np.allclose(orbit[:, 0], 1.0)  # +1 is a fixed point of the bistable map

@@ -105,7 +105,7 @@ def generate_observations(model, readout: Readout | None, x0: np.ndarray, n_step
     (n_drop + n_steps, K) drives the model when it has external inputs.
     """
     model = model.double()
-    x0_t = torch.as_tensor(np.asarray(x0), dtype=torch.float64)
+    x0_t = torch.tensor(np.asarray(x0, dtype=np.float64))  # a copy: x0 may be a read-only view (Parquet)
     if readout is None:
         from dsrpipe.training.forcing import initial_state
 
