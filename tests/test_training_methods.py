@@ -338,8 +338,32 @@ def test_validation_scores_take_the_worst_of_several_starts():
     assert len(worst["d_stsp_starts"]) == 8 and worst["worst_start"] >= 320
     assert worst["d_stsp"] == max(worst["d_stsp_starts"]) > first_only["d_stsp"] + 1
     assert worst["d_stsp"] > validation_scores(monostable, None, x_val)["d_stsp"] + 1
-    # driven by inputs, a model starts from the tail's first point only
-    assert validation_scores(bistable, None, x_val, np.zeros((400, 1)))["d_stsp"] == first_only["d_stsp"]
+    # driven by inputs, a model runs one tail length from the tail's first point only
+    from dsrpipe.training.selection import score_generated
+
+    driven = validation_scores(bistable, None, x_val, np.zeros((400, 1)))
+    assert driven["d_stsp_starts"] == [driven["d_stsp"]]
+    assert driven["d_stsp"] == score_generated(x_val, generate_observations(bistable, None, x_val[0], 400, 100))["d_stsp"]
+
+
+def test_validation_orbits_run_several_tail_lengths(monkeypatch):
+    # every start's orbit runs VALIDATION_ORBIT_TAILS tail lengths (the first one at least that, as it
+    # also covers the divergence horizon), so a short tail is not scored against a short, noisy orbit
+    import dsrpipe.models.readout as readout_module
+    from dsrpipe.training.selection import VALIDATION_ORBIT_TAILS
+
+    lengths = []
+    original = readout_module.generate_observations
+
+    def spy(model, readout, x0, n_steps, n_drop=0, inputs=None):
+        lengths.append(n_steps)
+        return original(model, readout, x0, n_steps, n_drop, inputs)
+
+    monkeypatch.setattr(readout_module, "generate_observations", spy)
+    x_val = np.tile([[1.0, 1.0], [-1.0, -1.0]], (100, 1)) + 0.01 * np.random.default_rng(1).standard_normal((200, 2))
+    result = validation_scores(_linear_plrnn(0.999), None, x_val)
+    assert VALIDATION_ORBIT_TAILS >= 2 and len(result["d_stsp_starts"]) == 8
+    assert lengths[0] >= VALIDATION_ORBIT_TAILS * 200 and lengths[1:] == [VALIDATION_ORBIT_TAILS * 200] * 7
 
 
 def test_select_restart_without_scores_and_with_a_broken_run(tmp_path):
