@@ -1,10 +1,10 @@
 """Re-score saved runs' validation tails with the current selection rule.
 
 For each ``seed-*`` run folder under the given folders (as ``eeg64.py --out DIR`` writes
-them, next to ``train.parquet``), loads the model and readout, cuts the run's own validation
-tail out of ``train.parquet`` (``n_fit`` / ``n_validation`` from its ``config.json``) and scores
-it with :func:`dsrpipe.training.selection.validation_scores`: the stored score, the current
-one (the worst of the starts) and every start's. Prints the median of the current scores per
+them), loads the model and readout, splits the run's training file (``data.path`` in its
+``config.json``) as training did (:func:`dsrpipe.training.run._load`: the validation tail and
+its inputs) and scores the tail with :func:`dsrpipe.training.selection.validation_scores`:
+the stored score, the current one (the worst of the starts) and every start's. Prints the median of the current scores per
 folder, so runs trained under an older rule can be compared by the current one without
 retraining.
 
@@ -17,26 +17,25 @@ import statistics
 import sys
 from pathlib import Path
 
-import numpy as np
-
 
 def main(argv: list[str]) -> int:
-    from dsrpipe.io.timeseries import read_timeseries
+    from dsrpipe.config import TrainConfig, from_mapping
     from dsrpipe.training.checkpoint import load_reconstruction
+    from dsrpipe.training.run import _load
     from dsrpipe.training.selection import validation_scores
 
     if not argv:
         print(__doc__)
         return 2
     for folder in map(Path, argv):
-        x = np.asarray(read_timeseries(folder / "train.parquet").data, dtype=float)
         current = []
         for run in sorted(folder.glob("seed-*")):
             if not (run / "model.pt").exists():
                 continue
             model, readout, cfg = load_reconstruction(run)
-            n_fit, n_val = cfg["data"]["n_fit"], cfg["data"]["n_validation"]
-            v = validation_scores(model, readout, x[n_fit:n_fit + n_val])
+            data = _load(cfg["data"]["path"], from_mapping(TrainConfig, cfg["train"], "train"))
+            u = data.u
+            v = validation_scores(model, readout, data.x[data.n_fit:], None if u is None else u[data.n_fit:])
             stored = (cfg.get("validation") or {}).get("d_stsp")
             current.append(v["d_stsp"])
             print(f"{run}: stored {stored:.3f}, now {v['d_stsp']:.3f} (first start {v['d_stsp_starts'][0]:.3f}; "
